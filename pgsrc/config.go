@@ -1,0 +1,178 @@
+package pgsrc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+)
+
+// Secret is a string that never prints: String, GoString and LogValue redact it.
+type Secret string
+
+// String implements fmt.Stringer and redacts the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString redacts the secret in %#v.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue implements slog.LogValuer and redacts the secret.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Config is the `source` block of the configuration. Its keys, meanings and
+// defaults are those of the Estuary PostgreSQL capture specification.
+type Config struct {
+	// Address is the host or host:port of the database. Required.
+	Address string `koanf:"address"`
+	// Database is the logical database to capture from.
+	Database string `koanf:"database"`
+	// User is the role to authenticate as.
+	User string `koanf:"user"`
+	// Password is the role's password. Required.
+	Password Secret `koanf:"password"`
+	// Advanced holds the options most users never change.
+	Advanced Advanced `koanf:"advanced"`
+}
+
+// Advanced is the `source.advanced` block.
+type Advanced struct {
+	// BackfillChunkSize is the number of rows read by one backfill query.
+	BackfillChunkSize int `koanf:"backfill_chunk_size"`
+	// PublicationName is the publication to replicate from.
+	PublicationName string `koanf:"publicationName"`
+	// SlotName is the replication slot to replicate from.
+	SlotName string `koanf:"slotName"`
+	// WatermarksTable is the <schema>.<table> used for watermark writes.
+	WatermarksTable string `koanf:"watermarksTable"`
+	// SkipBackfills is a comma-separated list of <schema>.<table> not to backfill.
+	SkipBackfills string `koanf:"skip_backfills"`
+	// SSLMode overrides libpq's sslmode: disable, allow, prefer, require,
+	// verify-ca or verify-full.
+	SSLMode string `koanf:"sslmode"`
+}
+
+// SetDefaults fills the fields left empty with the specification's defaults.
+func (c *Config) SetDefaults() {
+	if c.Database == "" {
+		c.Database = "postgres"
+	}
+	if c.User == "" {
+		c.User = "flow_capture"
+	}
+	a := &c.Advanced
+	if a.BackfillChunkSize == 0 {
+		a.BackfillChunkSize = 4096
+	}
+	if a.PublicationName == "" {
+		a.PublicationName = "flow_publication"
+	}
+	if a.SlotName == "" {
+		a.SlotName = "flow_slot"
+	}
+	if a.WatermarksTable == "" {
+		a.WatermarksTable = "public.flow_watermarks"
+	}
+}
+
+var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// Validate reports every problem of the block at once, each prefixed with
+// its key path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("source.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Address == "" {
+		bad("address", "required: the host or host:port of the database")
+	} else if strings.Contains(c.Address, "/") {
+		bad("address", "%q is not host or host:port", c.Address)
+	} else if _, port, err := net.SplitHostPort(c.Address); err == nil && port == "" {
+		bad("address", "%q has an empty port", c.Address)
+	}
+	if c.Database == "" {
+		bad("database", "must not be empty")
+	}
+	if c.User == "" {
+		bad("user", "must not be empty")
+	}
+	if c.Password == "" {
+		bad("password", "required (set it in the file or in PGKAFKA_SOURCE__PASSWORD)")
+	}
+	a := c.Advanced
+	if a.BackfillChunkSize < 1 {
+		bad("advanced.backfill_chunk_size", "must be at least 1, got %d", a.BackfillChunkSize)
+	}
+	if !validIdent(a.PublicationName) {
+		bad("advanced.publicationName", "%q is not a valid identifier (letters, digits and _, at most 63 bytes)", a.PublicationName)
+	}
+	if !validSlotName(a.SlotName) {
+		bad("advanced.slotName", "%q is not a valid slot name (lower-case letters, digits and _, at most 63 bytes)", a.SlotName)
+	}
+	if _, _, err := SplitTableName(a.WatermarksTable); err != nil {
+		bad("advanced.watermarksTable", "%v", err)
+	}
+	for _, t := range c.SkipBackfillTables() {
+		if _, _, err := SplitTableName(t); err != nil {
+			bad("advanced.skip_backfills", "%v", err)
+		}
+	}
+	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
+		bad("advanced.sslmode", "%q is not one of %s", a.SSLMode, strings.Join(sslModes, ", "))
+	}
+	return errors.Join(errs...)
+}
+
+// SkipBackfillTables returns the tables of skip_backfills, trimmed.
+func (c *Config) SkipBackfillTables() []string {
+	var out []string
+	for _, t := range strings.Split(c.Advanced.SkipBackfills, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// SplitTableName splits "<schema>.<table>" into its two parts.
+func SplitTableName(name string) (schema, table string, err error) {
+	schema, table, ok := strings.Cut(name, ".")
+	if !ok || schema == "" || table == "" || strings.Contains(table, ".") {
+		return "", "", fmt.Errorf("%q must be fully qualified as <schema>.<table>", name)
+	}
+	return schema, table, nil
+}
+
+func validIdent(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validSlotName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

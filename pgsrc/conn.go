@@ -1,0 +1,83 @@
+package pgsrc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ConnectTimeout bounds how long one connection attempt may take.
+const ConnectTimeout = 15 * time.Second
+
+// ConnConfig builds the pgx configuration of the source. replication asks
+// for a logical replication connection (replication=database). The password
+// is set on the parsed configuration, never written into a string, so no
+// parse error can echo it.
+func (c *Config) ConnConfig(replication bool) (*pgx.ConnConfig, error) {
+	host, port := c.Address, "5432"
+	if h, p, err := net.SplitHostPort(c.Address); err == nil {
+		host, port = h, p
+	}
+	var b strings.Builder
+	kv := func(k, v string) {
+		v = strings.ReplaceAll(v, `\`, `\\`)
+		v = strings.ReplaceAll(v, `'`, `\'`)
+		fmt.Fprintf(&b, "%s='%s' ", k, v)
+	}
+	kv("host", host)
+	kv("port", port)
+	kv("dbname", c.Database)
+	kv("user", c.User)
+	kv("connect_timeout", fmt.Sprint(int(ConnectTimeout/time.Second)))
+	kv("application_name", "pgkafka")
+	if c.Advanced.SSLMode != "" {
+		kv("sslmode", c.Advanced.SSLMode)
+	}
+	cfg, err := pgx.ParseConfig(b.String())
+	if err != nil {
+		return nil, fmt.Errorf("source.address %q: %w", c.Address, err)
+	}
+	cfg.Password = string(c.Password)
+	// Values reach us in their text form: pin the formats they are parsed in.
+	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
+	cfg.RuntimeParams["extra_float_digits"] = "3"
+	cfg.RuntimeParams["bytea_output"] = "hex"
+	if replication {
+		cfg.RuntimeParams["replication"] = "database"
+	}
+	return cfg, nil
+}
+
+// Connect opens a regular connection to the source database. Errors name the
+// address, database and user, never the password.
+func Connect(ctx context.Context, c *Config) (*pgx.Conn, error) {
+	cfg, err := c.ConnConfig(false)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, c.connectError(err)
+	}
+	return conn, nil
+}
+
+// ConnectReplication opens a logical replication connection.
+func ConnectReplication(ctx context.Context, c *Config) (*pgconn.PgConn, error) {
+	cfg, err := c.ConnConfig(true)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
+	if err != nil {
+		return nil, c.connectError(err)
+	}
+	return conn, nil
+}
