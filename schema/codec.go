@@ -1,0 +1,346 @@
+package schema
+
+import (
+	"fmt"
+
+	"github.com/hamba/avro/v2"
+)
+
+// Codec encodes the changes of one table, in one schema version, to
+// Confluent-framed Avro. It is built once per table (and again after a schema
+// change); its per-column converters are chosen at construction, so encoding
+// does no lookups, reflection or allocation.
+//
+// After SetIDs a Codec is read-only: AppendKey and AppendValue may run
+// concurrently.
+type Codec struct {
+	table     string // <schema>.<table>, for errors
+	topic     string
+	namespace string
+	env       Envelope
+	cols      []colCodec
+	keyCols   []colCodec // copies of the key columns, never nullable
+	key       []int
+
+	keySchema, valueSchema string
+	keyAvro, valueAvro     avro.Schema
+
+	keyHdr, valueHdr [5]byte
+
+	// Constant parts of the source block, pre-encoded.
+	srcHead  []byte // version, connector, name
+	srcDB    []byte // db, sequence (null)
+	srcTable []byte // schema, table
+}
+
+// NewCodec builds the key and value schemas of t and its per-column
+// converters. Errors name the table and, where one is at fault, the column.
+func NewCodec(t Table, env Envelope, src Source) (*Codec, error) {
+	qual := t.qualified()
+	if env != EnvelopeDebezium && env != EnvelopeFlat {
+		return nil, fmt.Errorf("schema for %s: unknown envelope %d", qual, env)
+	}
+	if t.Topic == "" {
+		return nil, fmt.Errorf("schema for %s: no topic", qual)
+	}
+	if t.Namespace == "" {
+		return nil, fmt.Errorf("schema for %s: no Avro namespace", qual)
+	}
+	c := &Codec{
+		table:     qual,
+		topic:     t.Topic,
+		namespace: SanitizeNamespace(t.Namespace),
+		env:       env,
+		cols:      make([]colCodec, len(t.Columns)),
+		key:       append([]int(nil), t.Key...),
+	}
+	seen := make(map[string]string, len(t.Columns)+3)
+	if env == EnvelopeFlat {
+		for _, f := range []string{flatOp, flatLSN, flatDeleted} {
+			seen[f] = "the flat envelope's " + f
+		}
+	}
+	for i, col := range t.Columns {
+		field := SanitizeName(col.Name)
+		if other, dup := seen[field]; dup {
+			return nil, fmt.Errorf("schema for %s: column %q: Avro field name %q already taken by %s", qual, col.Name, field, other)
+		}
+		seen[field] = fmt.Sprintf("column %q", col.Name)
+		c.cols[i] = colCodec{
+			name:     col.Name,
+			field:    field,
+			typ:      col.Type.Name,
+			nullable: col.Nullable,
+			mapping:  mapType(col.Type),
+		}
+	}
+	inKey := make(map[int]bool, len(t.Key))
+	for _, k := range t.Key {
+		if k < 0 || k >= len(t.Columns) {
+			return nil, fmt.Errorf("schema for %s: key column index %d out of range [0,%d)", qual, k, len(t.Columns))
+		}
+		if inKey[k] {
+			return nil, fmt.Errorf("schema for %s: column %q twice in the key", qual, t.Columns[k].Name)
+		}
+		inKey[k] = true
+		kc := c.cols[k]
+		kc.nullable = false
+		c.keyCols = append(c.keyCols, kc)
+	}
+
+	if c.Keyed() {
+		c.keySchema = keySchema(c.namespace, c.keyCols)
+	}
+	switch env {
+	case EnvelopeDebezium:
+		c.valueSchema = debeziumValueSchema(c.namespace, c.cols)
+	case EnvelopeFlat:
+		c.valueSchema = flatValueSchema(c.namespace, c.cols)
+	}
+	// A private cache: schemas of other tables or versions never interfere.
+	cache := &avro.SchemaCache{}
+	var err error
+	if c.keySchema != "" {
+		if c.keyAvro, err = avro.ParseWithCache(c.keySchema, "", cache); err != nil {
+			return nil, fmt.Errorf("schema for %s: key schema invalid: %w", qual, err)
+		}
+	}
+	if c.valueAvro, err = avro.ParseWithCache(c.valueSchema, "", cache); err != nil {
+		return nil, fmt.Errorf("schema for %s: value schema invalid: %w", qual, err)
+	}
+
+	c.srcHead = appendString(c.srcHead, src.Version)
+	c.srcHead = appendString(c.srcHead, src.Connector)
+	c.srcHead = appendString(c.srcHead, src.Name)
+	c.srcDB = appendString(c.srcDB, src.DB)
+	c.srcDB = append(c.srcDB, branch0) // sequence: null
+	c.srcTable = appendString(c.srcTable, t.Schema)
+	c.srcTable = appendString(c.srcTable, t.Name)
+	c.SetIDs(0, 0)
+	return c, nil
+}
+
+// Topic returns the table's Kafka topic.
+func (c *Codec) Topic() string { return c.topic }
+
+// KeySubject and ValueSubject are the registry subjects, <topic>-key and
+// <topic>-value (Confluent's TopicNameStrategy).
+func (c *Codec) KeySubject() string   { return c.topic + "-key" }
+func (c *Codec) ValueSubject() string { return c.topic + "-value" }
+
+// KeySchema returns the key schema JSON, "" for a keyless table.
+func (c *Codec) KeySchema() string { return c.keySchema }
+
+// ValueSchema returns the value schema JSON.
+func (c *Codec) ValueSchema() string { return c.valueSchema }
+
+// KeyAvro and ValueAvro return the parsed schemas (KeyAvro is nil for a
+// keyless table), for decoding and compatibility checks.
+func (c *Codec) KeyAvro() avro.Schema   { return c.keyAvro }
+func (c *Codec) ValueAvro() avro.Schema { return c.valueAvro }
+
+// Envelope returns the value envelope.
+func (c *Codec) Envelope() Envelope { return c.env }
+
+// SetIDs sets the registry ids written in the Confluent framing. Call it
+// before the Codec is shared between goroutines.
+func (c *Codec) SetIDs(keyID, valueID int) {
+	c.keyHdr = framing(keyID)
+	c.valueHdr = framing(valueID)
+}
+
+// Keyed reports whether the table has key columns. Records of a keyless
+// table take a null Kafka key.
+func (c *Codec) Keyed() bool { return len(c.key) > 0 }
+
+// AppendKey appends the Confluent-framed key record built from row[Key[i]].
+// row holds one Datum per column. On error dst is returned unchanged.
+func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
+	if !c.Keyed() {
+		return dst, fmt.Errorf("key of %s: %w", c.table, ErrKeyless)
+	}
+	if len(row) != len(c.cols) {
+		return dst, c.rowLenErr("key", len(row))
+	}
+	n := len(dst)
+	dst = append(dst, c.keyHdr[:]...)
+	for i, k := range c.key {
+		cc := &c.keyCols[i]
+		d := &row[k]
+		switch {
+		case d.Unchanged:
+			return dst[:n], c.colErr(cc, fmt.Errorf("key column without its value: %w", ErrUnavailable))
+		case d.Null:
+			return dst[:n], c.colErr(cc, fmt.Errorf("key column: %w", ErrNull))
+		}
+		var err error
+		if dst, err = cc.conv(dst, d.Text); err != nil {
+			return dst[:n], c.parseErr(cc, d.Text, err)
+		}
+	}
+	return dst, nil
+}
+
+// AppendValue appends the Confluent-framed value record of ev. On error dst
+// is returned unchanged.
+//
+// Debezium envelope: before and after as given (nil is null; a truncate
+// writes both null), the source block, op, ts_ms and a null transaction.
+// Flat envelope: the after image (the before image for deletes, with
+// __deleted "true"); a truncate returns ErrNotRepresentable.
+//
+// In the before image of a delete, a null in a non-nullable column (what a
+// key-only replica identity sends for non-key columns) is written as the
+// type's zero value; anywhere else it is an ErrNull error.
+func (c *Codec) AppendValue(dst []byte, ev *Event) ([]byte, error) {
+	if !ev.Op.valid() {
+		return dst, fmt.Errorf("value of %s: unknown op %q", c.table, byte(ev.Op))
+	}
+	n := len(dst)
+	var err error
+	if c.env == EnvelopeFlat {
+		dst, err = c.appendFlat(dst, ev)
+	} else {
+		dst, err = c.appendDebezium(dst, ev)
+	}
+	if err != nil {
+		return dst[:n], err
+	}
+	return dst, nil
+}
+
+func (c *Codec) appendDebezium(dst []byte, ev *Event) ([]byte, error) {
+	before, after := ev.Before, ev.After
+	switch ev.Op {
+	case OpTruncate:
+		before, after = nil, nil
+	case OpDelete:
+		if before == nil {
+			return dst, c.imageErr(ev.Op, "before")
+		}
+	default:
+		if after == nil {
+			return dst, c.imageErr(ev.Op, "after")
+		}
+	}
+	dst = append(dst, c.valueHdr[:]...)
+	var err error
+	if dst, err = c.appendImage(dst, before, ev.Op == OpDelete); err != nil {
+		return dst, err
+	}
+	if dst, err = c.appendImage(dst, after, false); err != nil {
+		return dst, err
+	}
+	// source
+	dst = append(dst, c.srcHead...)
+	dst = appendLong(dst, ev.TsMs)
+	dst = append(dst, branch0) // snapshot: the string branch
+	if ev.Snapshot == "" {
+		dst = appendString(dst, "false")
+	} else {
+		dst = appendString(dst, ev.Snapshot)
+	}
+	dst = append(dst, c.srcDB...)
+	dst = append(dst, c.srcTable...)
+	dst = appendOptLong(dst, ev.TxID)
+	dst = appendOptLong(dst, ev.LSN)
+	dst = append(dst, branch0) // xmin: null
+	// op, ts_ms, transaction (null)
+	dst = append(dst, 2, byte(ev.Op))
+	dst = append(dst, branch1)
+	dst = appendLong(dst, ev.NowMs)
+	return append(dst, branch0), nil
+}
+
+func (c *Codec) appendFlat(dst []byte, ev *Event) ([]byte, error) {
+	row, deleted, image := ev.After, "false", "after"
+	switch ev.Op {
+	case OpTruncate:
+		return dst, fmt.Errorf("value of %s: truncate: %w", c.table, ErrNotRepresentable)
+	case OpDelete:
+		row, deleted, image = ev.Before, "true", "before"
+	}
+	if row == nil {
+		return dst, c.imageErr(ev.Op, image)
+	}
+	dst = append(dst, c.valueHdr[:]...)
+	var err error
+	if dst, err = c.appendRow(dst, row, ev.Op == OpDelete); err != nil {
+		return dst, err
+	}
+	dst = append(dst, 2, byte(ev.Op))
+	dst = appendOptLong(dst, ev.LSN)
+	return appendString(dst, deleted), nil
+}
+
+// appendImage writes a ["null", Value] union; a nil image is null.
+func (c *Codec) appendImage(dst []byte, img []Datum, zeroNulls bool) ([]byte, error) {
+	if img == nil {
+		return append(dst, branch0), nil
+	}
+	return c.appendRow(append(dst, branch1), img, zeroNulls)
+}
+
+// appendOptLong writes a ["null","long"] union; negative is null.
+func appendOptLong(dst []byte, v int64) []byte {
+	if v < 0 {
+		return append(dst, branch0)
+	}
+	return appendLong(append(dst, branch1), v)
+}
+
+// appendRow writes the Value record of one row image.
+func (c *Codec) appendRow(dst []byte, row []Datum, zeroNulls bool) ([]byte, error) {
+	if len(row) != len(c.cols) {
+		return dst, c.rowLenErr("value", len(row))
+	}
+	for i := range c.cols {
+		cc := &c.cols[i]
+		d := &row[i]
+		switch {
+		case d.Unchanged:
+			if cc.unavailable == nil {
+				return dst, c.colErr(cc, fmt.Errorf("type %s cannot carry the unavailable-value marker: %w", cc.typ, ErrUnavailable))
+			}
+			if cc.nullable {
+				dst = append(dst, branch1)
+			}
+			dst = append(dst, cc.unavailable...)
+			continue
+		case d.Null:
+			switch {
+			case cc.nullable:
+				dst = append(dst, branch0)
+			case zeroNulls:
+				dst = append(dst, cc.zero...)
+			default:
+				return dst, c.colErr(cc, ErrNull)
+			}
+			continue
+		}
+		if cc.nullable {
+			dst = append(dst, branch1)
+		}
+		var err error
+		if dst, err = cc.conv(dst, d.Text); err != nil {
+			return dst, c.parseErr(cc, d.Text, err)
+		}
+	}
+	return dst, nil
+}
+
+func (c *Codec) colErr(cc *colCodec, err error) error {
+	return &ColumnError{Table: c.table, Column: cc.name, Type: cc.typ, Err: err}
+}
+
+func (c *Codec) parseErr(cc *colCodec, text []byte, err error) error {
+	return &ColumnError{Table: c.table, Column: cc.name, Type: cc.typ, Text: truncText(text), Parse: true, Err: err}
+}
+
+func (c *Codec) rowLenErr(what string, got int) error {
+	return fmt.Errorf("%s of %s: row has %d values, table has %d columns", what, c.table, got, len(c.cols))
+}
+
+func (c *Codec) imageErr(op Op, image string) error {
+	return fmt.Errorf("value of %s: %s event without its %s image", c.table, op, image)
+}

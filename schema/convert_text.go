@@ -1,0 +1,50 @@
+package schema
+
+import (
+	"encoding/hex"
+	"errors"
+	"slices"
+)
+
+// convString writes the text form unchanged as an Avro string.
+func convString(dst, text []byte) ([]byte, error) {
+	return appendBytes(dst, text), nil
+}
+
+var errBytea = errors.New(`want hex form \x...`)
+
+// convBytea decodes bytea's hex output (\x0a0b...) straight into dst.
+func convBytea(dst, text []byte) ([]byte, error) {
+	if len(text) < 2 || text[0] != '\\' || text[1] != 'x' || len(text)%2 != 0 {
+		return dst, errBytea
+	}
+	src := text[2:]
+	n := len(src) / 2
+	dst = appendLong(dst, int64(n))
+	start := len(dst)
+	dst = slices.Grow(dst, n)[:start+n]
+	if _, err := hex.Decode(dst[start:], src); err != nil {
+		return dst[:start], errBytea
+	}
+	return dst, nil
+}
+
+// convUUID checks the canonical 8-4-4-4-12 form PostgreSQL prints.
+func convUUID(dst, text []byte) ([]byte, error) {
+	if len(text) != 36 {
+		return dst, errSyntax
+	}
+	for i, c := range text {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return dst, errSyntax
+			}
+		default:
+			if !(c-'0' <= 9 || c-'a' <= 5 || c-'A' <= 5) {
+				return dst, errSyntax
+			}
+		}
+	}
+	return appendBytes(dst, text), nil
+}

@@ -1,0 +1,102 @@
+package schema
+
+import "strconv"
+
+// convFunc appends the Avro binary of one non-null value given in PostgreSQL
+// text form. It is chosen once per column; its error names no column (the
+// caller adds that).
+type convFunc func(dst, text []byte) ([]byte, error)
+
+// mapping is how one PostgreSQL type is written.
+type mapping struct {
+	avro        string   // Avro schema JSON of the non-null type
+	conv        convFunc // text form to Avro binary
+	zero        []byte   // Avro binary of the type's zero value
+	unavailable []byte   // Avro binary of the unavailable marker; nil: not representable
+}
+
+const nilUUID = "00000000-0000-0000-0000-000000000000"
+
+var (
+	stringMapping = mapping{
+		avro:        `"string"`,
+		conv:        convString,
+		zero:        []byte{0},
+		unavailable: appendString(nil, UnavailableValue),
+	}
+	zeroLong = []byte{0}
+)
+
+// mapType chooses the Avro type and converter of a PostgreSQL type (DESIGN §5).
+// Types without a dedicated mapping are written as strings holding their text
+// form, so no type fails.
+func mapType(t Type) mapping {
+	switch t.Name {
+	case "bool":
+		return mapping{avro: `"boolean"`, conv: convBool, zero: []byte{0}}
+	case "int2":
+		return mapping{avro: `"int"`, conv: convInt16, zero: zeroLong}
+	case "int4":
+		return mapping{avro: `"int"`, conv: convInt32, zero: zeroLong}
+	case "int8":
+		return mapping{avro: `"long"`, conv: convInt64, zero: zeroLong}
+	case "oid":
+		return mapping{avro: `"long"`, conv: convOID, zero: zeroLong}
+	case "float4":
+		return mapping{avro: `"float"`, conv: convFloat32, zero: make([]byte, 4)}
+	case "float8":
+		return mapping{avro: `"double"`, conv: convFloat64, zero: make([]byte, 8)}
+	case "numeric":
+		p, s, ok := numericTypmod(t.Typmod)
+		if !ok {
+			// Unconstrained numeric has no fixed scale: keep its text, NaN included.
+			return stringMapping
+		}
+		p, s = avroDecimal(p, s)
+		d := &decimalConv{precision: p, scale: s}
+		return mapping{
+			avro: `{"type":"bytes","logicalType":"decimal","precision":` + strconv.Itoa(p) +
+				`,"scale":` + strconv.Itoa(s) + `}`,
+			conv: d.append,
+			zero: []byte{2, 0}, // one byte, 0x00
+		}
+	case "json", "jsonb":
+		m := stringMapping
+		m.avro = `{"type":"string","connect.name":"io.debezium.data.Json"}`
+		return m
+	case "bytea":
+		return mapping{
+			avro:        `"bytes"`,
+			conv:        convBytea,
+			zero:        []byte{0},
+			unavailable: appendBytes(nil, []byte(UnavailableValue)),
+		}
+	case "uuid":
+		return mapping{
+			avro: `{"type":"string","logicalType":"uuid"}`,
+			conv: convUUID,
+			zero: appendString(nil, nilUUID),
+		}
+	case "date":
+		return mapping{avro: `{"type":"int","logicalType":"date"}`, conv: convDate, zero: zeroLong}
+	case "time":
+		return mapping{avro: `{"type":"long","logicalType":"time-micros"}`, conv: convTime, zero: zeroLong}
+	case "timestamp":
+		return mapping{avro: `{"type":"long","logicalType":"local-timestamp-micros"}`, conv: convTimestamp, zero: zeroLong}
+	case "timestamptz":
+		return mapping{avro: `{"type":"long","logicalType":"timestamp-micros"}`, conv: convTimestamptz, zero: zeroLong}
+	}
+	// text, varchar, bpchar (padding kept), name, citext and every other
+	// string-category type, xml, enums, timetz (with its offset), and for now
+	// arrays, interval, inet, money, ranges and the rest: their text form.
+	return stringMapping
+}
+
+// colCodec is one column, ready to encode.
+type colCodec struct {
+	name     string // PostgreSQL column name
+	field    string // Avro field name (sanitized)
+	typ      string // PostgreSQL type name, for errors
+	nullable bool
+	mapping
+}
