@@ -1,8 +1,8 @@
 package schema
 
 import (
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -97,7 +97,7 @@ func TestRegister(t *testing.T) {
 }
 
 func TestRegisterErrors(t *testing.T) {
-	fake := srfake.New(srfake.WithAuth("Basic "+base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))))
+	fake := srfake.New(srfake.WithAuth("Basic " + base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))))
 	t.Cleanup(fake.Close)
 	ctx := context.Background()
 	c := mustCodec(t, testTable(orderColumns(), []int{0}), EnvelopeDebezium)
