@@ -1,0 +1,76 @@
+package pgsrc_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pgkafka/pgkafka/pgsrc"
+)
+
+func validConfig() pgsrc.Config {
+	c := pgsrc.Config{Address: "db.example.com:5432", Password: "s3cret"}
+	c.SetDefaults()
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		modify func(*pgsrc.Config)
+		want   []string // one substring per expected problem; none: valid
+	}{
+		{"defaults", func(*pgsrc.Config) {}, nil},
+		{"host only", func(c *pgsrc.Config) { c.Address = "localhost" }, nil},
+		{"empty", func(c *pgsrc.Config) { *c = pgsrc.Config{} }, []string{
+			"source.address: required", "source.database: must not be empty", "source.user: must not be empty",
+			"source.password: required", "source.advanced.backfill_chunk_size: must be at least 1",
+			"source.advanced.publicationName:", "source.advanced.slotName:", "source.advanced.watermarksTable:",
+		}},
+		{"url address", func(c *pgsrc.Config) { c.Address = "postgres://h/db" }, []string{"source.address:"}},
+		{"empty port", func(c *pgsrc.Config) { c.Address = "h:" }, []string{"source.address:", "empty port"}},
+		{"bad slot", func(c *pgsrc.Config) { c.Advanced.SlotName = "Flow-Slot" }, []string{"source.advanced.slotName:"}},
+		{"bad publication", func(c *pgsrc.Config) { c.Advanced.PublicationName = "1pub" }, []string{"source.advanced.publicationName:"}},
+		{"unqualified watermarks", func(c *pgsrc.Config) { c.Advanced.WatermarksTable = "flow_watermarks" }, []string{"source.advanced.watermarksTable:"}},
+		{"bad skip_backfills", func(c *pgsrc.Config) { c.Advanced.SkipBackfills = "public.a, b" }, []string{"source.advanced.skip_backfills:", `"b"`}},
+		{"bad sslmode", func(c *pgsrc.Config) { c.Advanced.SSLMode = "on" }, []string{"source.advanced.sslmode:"}},
+		{"every problem at once", func(c *pgsrc.Config) {
+			c.Address, c.Advanced.SlotName, c.Advanced.SSLMode = "", "X", "on"
+		}, []string{"source.address:", "source.advanced.slotName:", "source.advanced.sslmode:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			tc.modify(&c)
+			err := c.Validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want %v", tc.want)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q, lacks %q", err, w)
+				}
+			}
+			for _, l := range lines {
+				if !strings.HasPrefix(l, "source.") {
+					t.Errorf("problem %q has no key path", l)
+				}
+			}
+		})
+	}
+}
+
+func TestSecretRedacted(t *testing.T) {
+	c := validConfig()
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c.Password)} {
+		if strings.Contains(s, "s3cret") {
+			t.Errorf("%q shows the password", s)
+		}
+	}
+}
