@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/pipeline"
+)
+
+// runDiscover prints, as YAML, a bindings: list of every table the user can
+// capture, with its key and column types as comments.
+func runDiscover(ctx context.Context, cfg pipeline.Config, w io.Writer) (err error) {
+	catalog, err := pgsrc.OpenCatalog(ctx, &cfg.Source)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := catalog.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = fmt.Errorf("closing the catalog connection: %w", cerr)
+		}
+	}()
+	tables, err := catalog.Discover(ctx, nil)
+	if err != nil {
+		return err
+	}
+	wm := cfg.Source.Advanced.WatermarksTable
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Tables that user %q can capture from database %q at %s.\n", cfg.Source.User, cfg.Source.Database, cfg.Source.Address)
+	b.WriteString("bindings:\n")
+	n := 0
+	for _, t := range tables {
+		if t.Ref().String() == wm {
+			continue
+		}
+		n++
+		fmt.Fprintf(&b, "  - resource: {namespace: %s, stream: %s, syncMode: incremental}\n", strconv.Quote(t.Schema), strconv.Quote(t.Name))
+		switch {
+		case len(t.PrimaryKey) > 0:
+			fmt.Fprintf(&b, "    # key: %s\n", strings.Join(t.PrimaryKey, ", "))
+		case t.ReplicaIdentity == 'i' && len(t.IdentityIndex) > 0:
+			fmt.Fprintf(&b, "    # key (replica identity index): %s\n", strings.Join(t.IdentityIndex, ", "))
+		default:
+			b.WriteString("    # no primary key: records get a null key\n")
+		}
+		if t.Kind == 'p' {
+			b.WriteString("    # partitioned: captured under this root's name\n")
+		}
+		b.WriteString("    # columns:\n")
+		for _, c := range t.Columns {
+			null := ""
+			if c.NotNull {
+				null = " not null"
+			}
+			fmt.Fprintf(&b, "    #   %s: %s%s\n", c.Name, c.Type.Display, null)
+		}
+	}
+	if n == 0 {
+		b.WriteString("  [] # none: GRANT SELECT on the tables to capture to the user\n")
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+// runCheck prints each prerequisite as passed or failed, with the fix of
+// each failure; an error (exit 1) when any failed.
+func runCheck(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
+	results, err := pgsrc.Check(ctx, &cfg.Source, cfg.Tables())
+	if err != nil {
+		return err
+	}
+	failed := 0
+	var b strings.Builder
+	for _, r := range results {
+		mark := "passed"
+		if !r.OK {
+			mark = "FAILED"
+			failed++
+		}
+		fmt.Fprintf(&b, "%-6s  %s: %s\n", mark, r.Name, r.Detail)
+		if !r.OK && r.Fix != "" {
+			for _, line := range strings.Split(strings.TrimRight(r.Fix, "\n"), "\n") {
+				fmt.Fprintf(&b, "          fix: %s\n", line)
+			}
+		}
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d prerequisites failed: apply the fixes above (as a database owner or superuser), then run pgkafka check again", failed, len(results))
+	}
+	return nil
+}

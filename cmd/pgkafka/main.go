@@ -1,0 +1,167 @@
+// Command pgkafka streams a PostgreSQL database into Apache Kafka.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/pgkafka/pgkafka/pipeline"
+)
+
+const usage = `pgkafka streams PostgreSQL changes into Apache Kafka as Avro records.
+
+Usage:
+  pgkafka run      -c FILE   backfill, then stream until stopped (SIGINT/SIGTERM)
+  pgkafka discover -c FILE   print a bindings: list of every table that can be captured
+  pgkafka check    -c FILE   check every prerequisite and print the fix of each failure
+  pgkafka demo               a throwaway PostgreSQL, Kafka broker and schema registry under load
+  pgkafka version
+
+Common flags:
+  -c, --config FILE        the YAML configuration
+  --set KEY=VALUE          override one key (repeatable), e.g. --set source.address=db:5432
+  --log-format auto|text|json
+  --log-level debug|info|warn|error
+
+Every key may also come from the environment: PGKAFKA_SOURCE__PASSWORD sets source.password.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// commonFlags are the flags every subcommand takes.
+type commonFlags struct {
+	config    string
+	sets      multiFlag
+	logFormat string
+	logLevel  string
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("pgkafka "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	var cf commonFlags
+	fs.StringVar(&cf.config, "c", "", "configuration file")
+	fs.StringVar(&cf.config, "config", "", "configuration file")
+	fs.Var(&cf.sets, "set", "override a key: KEY=VALUE")
+	fs.StringVar(&cf.logFormat, "log-format", "auto", "auto, text or json")
+	fs.StringVar(&cf.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pgkafka %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
+	}
+	log, err := newLogger(stderr, cf.logFormat, cf.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgkafka: %v\n", err)
+		return 2
+	}
+
+	ctx := context.Background()
+
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "pgkafka", pipeline.Version)
+		return 0
+	case "demo":
+		return exit(log, runDemo(ctx, stdout, log))
+	case "run", "discover", "check":
+	default:
+		fmt.Fprintf(stderr, "pgkafka: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if cf.config == "" && !hasEnvConfig() {
+		fmt.Fprintf(stderr, "pgkafka %s: -c FILE is required\n", cmd)
+		return 2
+	}
+	cfg, err := loadConfig(cf.config, osEnviron(), cf.sets)
+	if err != nil {
+		return exit(log, err)
+	}
+	switch cmd {
+	case "run":
+		return exit(log, runCapture(ctx, cfg, log))
+	case "discover":
+		return exit(log, runDiscover(ctx, cfg, stdout))
+	default:
+		return exit(log, runCheck(ctx, cfg, stdout))
+	}
+}
+
+func hasEnvConfig() bool {
+	for _, kv := range osEnviron() {
+		if strings.HasPrefix(kv, envPrefix+"SOURCE__ADDRESS=") {
+			return true
+		}
+	}
+	return false
+}
+
+// exit logs the final error, if any, and maps it to the exit code.
+func exit(log *slog.Logger, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ce *configError
+	if errors.As(err, &ce) {
+		log.Error("invalid configuration: " + strings.ReplaceAll(ce.Error(), "\n", "; "))
+		return 2
+	}
+	log.Error(err.Error())
+	return 1
+}
+
+// runCapture runs the capture until a signal: the first SIGINT/SIGTERM is a
+// soft stop (finish the transaction in progress, write it, exit 0), the
+// second a hard one.
+func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger) error {
+	r, err := pipeline.NewRunner(cfg, log)
+	if err != nil {
+		return &configError{err}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for sig := range sigs {
+			n++
+			if n == 1 {
+				log.Info("stopping after the transaction in progress; signal again to abort", "signal", sig.String())
+				r.Stop()
+				continue
+			}
+			cancel(fmt.Errorf("second %s: aborting", sig))
+			return
+		}
+	}()
+	return r.Run(ctx)
+}

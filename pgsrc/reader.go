@@ -1,0 +1,139 @@
+package pgsrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// MessageKind tells a WAL data message from a keepalive.
+type MessageKind uint8
+
+// The kinds of replication message Receive returns.
+const (
+	// MessageNone means the wait ended (deadline) before anything arrived.
+	MessageNone MessageKind = iota
+	// MessageWAL carries a pgoutput message in Data.
+	MessageWAL
+	// MessageKeepalive reports the server's WAL end and may ask for a reply.
+	MessageKeepalive
+)
+
+// Message is one message of the replication stream. Data aliases the
+// connection's read buffer: it is valid until the next Receive.
+type Message struct {
+	Kind MessageKind
+	// WALStart is the position of a WAL message.
+	WALStart pglogrepl.LSN
+	// ServerWALEnd is the server's current end of WAL.
+	ServerWALEnd pglogrepl.LSN
+	// ReplyRequested is set on a keepalive that wants a status at once.
+	ReplyRequested bool
+	Data           []byte
+}
+
+// Reader is a logical replication stream from the slot. Only one goroutine
+// may use it.
+type Reader struct {
+	conn *pgconn.PgConn
+	slot string
+	log  *slog.Logger
+}
+
+// StartReader opens a replication connection and starts streaming the slot
+// from startLSN (0: the slot's confirmed position) with pgoutput protocol
+// version 1 over the configured publication.
+func StartReader(ctx context.Context, cfg *Config, startLSN pglogrepl.LSN, log *slog.Logger) (*Reader, error) {
+	conn, err := ConnectReplication(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	slot, pub := cfg.Advanced.SlotName, cfg.Advanced.PublicationName
+	err = pglogrepl.StartReplication(ctx, conn, slot, startLSN, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", pub)},
+	})
+	if err != nil {
+		_ = conn.Close(context.Background())
+		return nil, fmt.Errorf("starting replication from slot %q at LSN %s: %w", slot, startLSN, classifyStart(err, slot, pub))
+	}
+	log.Info("replication started", "slot", slot, "publication", pub, "lsn", startLSN.String())
+	return &Reader{conn: conn, slot: slot, log: log}, nil
+}
+
+// Receive waits for the next replication message until ctx ends. A context
+// deadline or cancellation is not an error: it returns a MessageNone and the connection
+// stays usable (that is how callers interleave standby status).
+func (r *Reader) Receive(ctx context.Context) (Message, error) {
+	for {
+		msg, err := r.conn.ReceiveMessage(ctx)
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() != nil {
+				return Message{}, nil
+			}
+			return Message{}, fmt.Errorf("receiving from slot %q: %w", r.slot, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(m.Data) == 0 {
+				continue
+			}
+			switch m.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
+				if err != nil {
+					return Message{}, fmt.Errorf("parsing keepalive from slot %q: %w", r.slot, err)
+				}
+				return Message{Kind: MessageKeepalive, ServerWALEnd: ka.ServerWALEnd, ReplyRequested: ka.ReplyRequested}, nil
+			case pglogrepl.XLogDataByteID:
+				x, err := pglogrepl.ParseXLogData(m.Data[1:])
+				if err != nil {
+					return Message{}, fmt.Errorf("parsing WAL data from slot %q: %w", r.slot, err)
+				}
+				return Message{Kind: MessageWAL, WALStart: x.WALStart, ServerWALEnd: x.ServerWALEnd, Data: x.WALData}, nil
+			}
+		case *pgproto3.ErrorResponse:
+			return Message{}, fmt.Errorf("replication from slot %q: %w", r.slot, pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyDone:
+			return Message{}, fmt.Errorf("replication from slot %q: server ended the stream", r.slot)
+		}
+	}
+}
+
+// SendStatus tells the server that everything up to lsn is durable
+// downstream: the slot may release the WAL before it.
+func (r *Reader) SendStatus(ctx context.Context, lsn pglogrepl.LSN) error {
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: lsn,
+		WALFlushPosition: lsn,
+		WALApplyPosition: lsn,
+		ClientTime:       time.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("sending standby status %s to slot %q: %w", lsn, r.slot, err)
+	}
+	return nil
+}
+
+// Close ends the replication connection.
+func (r *Reader) Close(ctx context.Context) error {
+	return r.conn.Close(ctx)
+}
+
+func classifyStart(err error, slot, pub string) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42704": // undefined_object: the slot is gone
+			return fmt.Errorf("%w: slot %q does not exist (it is created at start when the role may)", err, slot)
+		case "55000": // object_not_in_prerequisite_state: invalidated slot
+			return fmt.Errorf("%w: %w", ErrSlotInvalidated, err)
+		}
+	}
+	return err
+}

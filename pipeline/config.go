@@ -1,0 +1,266 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/schema"
+)
+
+// Config is the whole configuration file (DESIGN §1 Configuration).
+type Config struct {
+	// Name is the connector's name: transactional id, offsets key and
+	// source.name in records. Required.
+	Name string `koanf:"name"`
+	// Source is the PostgreSQL side, with the Estuary capture's keys.
+	Source pgsrc.Config `koanf:"source"`
+	// Bindings are the captured tables. Empty: every table of the
+	// publication, or every readable table when the publication is missing.
+	Bindings []Binding `koanf:"bindings"`
+	// Kafka is the destination cluster.
+	Kafka KafkaConfig `koanf:"kafka"`
+	// SchemaRegistry is the Confluent-compatible registry.
+	SchemaRegistry schema.RegistryConfig `koanf:"schemaRegistry"`
+	// Format is the record format.
+	Format schema.FormatConfig `koanf:"format"`
+}
+
+// Binding is one captured table.
+type Binding struct {
+	Resource Resource `koanf:"resource"`
+	// Target is the Kafka topic; default <kafka.topicPrefix>.<namespace>.<stream>.
+	Target string `koanf:"target"`
+}
+
+// Resource names the table of a binding.
+type Resource struct {
+	Namespace string `koanf:"namespace"`
+	Stream    string `koanf:"stream"`
+	// SyncMode must be "incremental" (the default).
+	SyncMode string `koanf:"syncMode"`
+}
+
+// KafkaConfig is the `kafka` block.
+type KafkaConfig struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string `koanf:"brokers"`
+	// TopicPrefix prefixes default topic names and Avro namespaces; default: name.
+	TopicPrefix string `koanf:"topicPrefix"`
+	// OffsetsTopic is the compacted topic of checkpoints.
+	OffsetsTopic string `koanf:"offsetsTopic"`
+	// ClientID is the Kafka client id; default "pgkafka-<name>".
+	ClientID string `koanf:"clientId"`
+	// Compression is none, gzip, snappy, lz4 or zstd.
+	Compression string `koanf:"compression"`
+	// Linger is how long the producer waits to fill a batch.
+	Linger time.Duration `koanf:"linger"`
+	// Topics configures the topics pgkafka creates.
+	Topics TopicsConfig `koanf:"topics"`
+	// TLS enables TLS to the brokers.
+	TLS TLSConfig `koanf:"tls"`
+	// SASL authenticates to the brokers.
+	SASL SASLConfig `koanf:"sasl"`
+}
+
+// TopicsConfig is applied to the topics pgkafka creates (never to existing ones).
+type TopicsConfig struct {
+	Partitions int32 `koanf:"partitions"`
+	// ReplicationFactor -1 takes the broker's default.
+	ReplicationFactor int16             `koanf:"replicationFactor"`
+	Config            map[string]string `koanf:"config"`
+}
+
+// TLSConfig enables TLS. Files are PEM.
+type TLSConfig struct {
+	Enabled            bool   `koanf:"enabled"`
+	CAFile             string `koanf:"caFile"`
+	CertFile           string `koanf:"certFile"`
+	KeyFile            string `koanf:"keyFile"`
+	InsecureSkipVerify bool   `koanf:"insecureSkipVerify"`
+}
+
+// SASLConfig authenticates with PLAIN or SCRAM.
+type SASLConfig struct {
+	// Mechanism is plain, scram-sha-256 or scram-sha-512; empty disables SASL.
+	Mechanism string       `koanf:"mechanism"`
+	Username  string       `koanf:"username"`
+	Password  pgsrc.Secret `koanf:"password"`
+}
+
+// SetDefaults fills every unset field with its default.
+func (c *Config) SetDefaults() {
+	c.Source.SetDefaults()
+	c.SchemaRegistry.SetDefaults()
+	c.Format.SetDefaults()
+	k := &c.Kafka
+	if len(k.Brokers) == 0 {
+		k.Brokers = []string{"localhost:9092"}
+	}
+	if k.TopicPrefix == "" {
+		k.TopicPrefix = c.Name
+	}
+	if k.OffsetsTopic == "" {
+		k.OffsetsTopic = "pgkafka-offsets"
+	}
+	if k.ClientID == "" && c.Name != "" {
+		k.ClientID = "pgkafka-" + c.Name
+	}
+	if k.Compression == "" {
+		k.Compression = "lz4"
+	}
+	if k.Linger == 0 {
+		k.Linger = 5 * time.Millisecond
+	}
+	if k.Topics.Partitions == 0 {
+		k.Topics.Partitions = 1
+	}
+	if k.Topics.ReplicationFactor == 0 {
+		k.Topics.ReplicationFactor = -1
+	}
+	for i := range c.Bindings {
+		if c.Bindings[i].Resource.SyncMode == "" {
+			c.Bindings[i].Resource.SyncMode = "incremental"
+		}
+	}
+}
+
+var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+var saslMechanisms = []string{"plain", "scram-sha-256", "scram-sha-512"}
+
+// Validate reports every problem of the configuration at once, each with
+// its key path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Name == "" {
+		bad("name", "required: the connector's name (transactional id and offsets key)")
+	} else if !validTopicName(c.Name) {
+		bad("name", "%q may hold only letters, digits, '.', '_' and '-'", c.Name)
+	}
+	errs = append(errs, c.Source.Validate(), c.SchemaRegistry.Validate(), c.Format.Validate())
+	seen := map[string]int{}
+	topics := map[string]int{}
+	for i, b := range c.Bindings {
+		key := fmt.Sprintf("bindings[%d]", i)
+		r := b.Resource
+		if r.Namespace == "" {
+			bad(key+".resource.namespace", "required: the table's schema")
+		}
+		if r.Stream == "" {
+			bad(key+".resource.stream", "required: the table's name")
+		}
+		if r.SyncMode != "incremental" {
+			bad(key+".resource.syncMode", "%q is not supported: use incremental", r.SyncMode)
+		}
+		if r.Namespace != "" && r.Stream != "" {
+			t := r.Namespace + "." + r.Stream
+			if j, dup := seen[t]; dup {
+				bad(key+".resource", "table %s is bound twice (also bindings[%d])", t, j)
+			}
+			seen[t] = i
+		}
+		if b.Target != "" {
+			if !validTopicName(b.Target) {
+				bad(key+".target", "%q is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)", b.Target)
+			}
+			if j, dup := topics[b.Target]; dup {
+				bad(key+".target", "topic %q is also the target of bindings[%d]", b.Target, j)
+			}
+			topics[b.Target] = i
+		}
+	}
+	k := c.Kafka
+	if len(k.Brokers) == 0 {
+		bad("kafka.brokers", "required: at least one host:port")
+	}
+	for i, b := range k.Brokers {
+		if b == "" || !strings.Contains(b, ":") {
+			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", b)
+		}
+	}
+	if k.TopicPrefix != "" && !validTopicName(k.TopicPrefix) {
+		bad("kafka.topicPrefix", "%q may hold only letters, digits, '.', '_' and '-'", k.TopicPrefix)
+	}
+	if !validTopicName(k.OffsetsTopic) {
+		bad("kafka.offsetsTopic", "%q is not a valid Kafka topic name", k.OffsetsTopic)
+	}
+	if !slices.Contains(compressions, k.Compression) {
+		bad("kafka.compression", "%q is not one of %s", k.Compression, strings.Join(compressions, ", "))
+	}
+	if k.Linger < 0 || k.Linger > time.Minute {
+		bad("kafka.linger", "%s is outside 0s..1m", k.Linger)
+	}
+	if k.Topics.Partitions < 1 {
+		bad("kafka.topics.partitions", "must be at least 1, got %d", k.Topics.Partitions)
+	}
+	if k.Topics.ReplicationFactor < -1 || k.Topics.ReplicationFactor == 0 {
+		bad("kafka.topics.replicationFactor", "must be -1 (broker default) or at least 1, got %d", k.Topics.ReplicationFactor)
+	}
+	if k.SASL.Mechanism != "" {
+		if !slices.Contains(saslMechanisms, k.SASL.Mechanism) {
+			bad("kafka.sasl.mechanism", "%q is not one of %s", k.SASL.Mechanism, strings.Join(saslMechanisms, ", "))
+		}
+		if k.SASL.Username == "" {
+			bad("kafka.sasl.username", "required with kafka.sasl.mechanism")
+		}
+		if k.SASL.Password == "" {
+			bad("kafka.sasl.password", "required with kafka.sasl.mechanism (or PGKAFKA_KAFKA__SASL__PASSWORD)")
+		}
+	}
+	if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
+		bad("kafka.tls", "certFile and keyFile go together")
+	}
+	return errors.Join(errs...)
+}
+
+// Tables returns the bound tables.
+func (c *Config) Tables() []pgsrc.TableRef {
+	refs := make([]pgsrc.TableRef, len(c.Bindings))
+	for i, b := range c.Bindings {
+		refs[i] = pgsrc.TableRef{Schema: b.Resource.Namespace, Name: b.Resource.Stream}
+	}
+	return refs
+}
+
+// TopicFor returns the topic of a table: its binding's target or
+// <topicPrefix>.<schema>.<table>.
+func (c *Config) TopicFor(t pgsrc.TableRef) string {
+	for _, b := range c.Bindings {
+		if b.Resource.Namespace == t.Schema && b.Resource.Stream == t.Name && b.Target != "" {
+			return b.Target
+		}
+	}
+	return sanitizeTopic(c.Kafka.TopicPrefix + "." + t.Schema + "." + t.Name)
+}
+
+// sanitizeTopic replaces the characters Kafka refuses in topic names with '_'.
+func sanitizeTopic(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c == '.' || c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 249 {
+		b = b[:249]
+	}
+	return string(b)
+}
+
+func validTopicName(s string) bool {
+	if s == "" || len(s) > 249 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '.' || r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,346 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/schema"
+)
+
+// serializerStage turns changes into Kafka records: it resolves each
+// relation to a codec (registering its schemas), encodes keys and values,
+// and cuts record batches at transaction ends.
+type serializerStage struct {
+	cfg      *Config
+	catalog  *pgsrc.Catalog
+	registry *schema.Registry
+	envelope schema.Envelope
+	source   schema.Source
+	log      *slog.Logger
+
+	// bound maps each captured table to its description at start.
+	bound map[pgsrc.TableRef]*pgsrc.Table
+	// tables caches, per relation ID, the codec of its latest shape.
+	tables map[uint32]*tableCodec
+
+	before, after []schema.Datum
+	ev            schema.Event
+}
+
+// tableCodec is a captured relation in one shape. A nil codec means the
+// relation is not captured (not bound, or the watermarks table).
+type tableCodec struct {
+	rel       *pgsrc.Relation
+	codec     *schema.Codec
+	key       []int // key column indexes
+	topic     string
+	compacted bool
+}
+
+func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out chan<- *recordBatch) error {
+	defer close(out)
+	rb := &recordBatch{}
+	inTx := false
+	for cb := range in {
+		now := time.Now().UnixMilli()
+		for i := range cb.changes {
+			ch := &cb.changes[i]
+			switch ch.Op {
+			case pgsrc.OpBegin:
+				inTx = true
+			case pgsrc.OpCommit:
+				inTx = false
+				rb.commitLSN = ch.EndLSN
+				rb.partial = false
+				if rb.full() {
+					if err := send(ctx, out, rb); err != nil {
+						return err
+					}
+					rb = &recordBatch{}
+				}
+			case pgsrc.OpRelation:
+				if _, err := s.table(ctx, ch.Rel); err != nil {
+					return err
+				}
+			default:
+				if err := s.encode(ctx, ch, now, rb); err != nil {
+					return err
+				}
+				if inTx && rb.full() {
+					// A transaction larger than a batch: cut it; nothing
+					// new is confirmed until its commit.
+					rb.partial = true
+					if err := send(ctx, out, rb); err != nil {
+						return err
+					}
+					rb = &recordBatch{}
+				}
+			}
+		}
+		if len(rb.recs) > 0 || rb.commitLSN != 0 {
+			if !inTx || rb.full() {
+				rb.partial = inTx
+				if err := send(ctx, out, rb); err != nil {
+					return err
+				}
+				rb = &recordBatch{}
+			}
+		}
+	}
+	if len(rb.recs) > 0 || rb.commitLSN != 0 {
+		rb.partial = inTx
+		return send(ctx, out, rb)
+	}
+	return nil
+}
+
+// table returns the codec of rel's current shape, building it (and
+// registering its schemas) the first time that shape is seen.
+func (s *serializerStage) table(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, error) {
+	if tc := s.tables[rel.ID]; tc != nil && tc.rel == rel {
+		return tc, nil
+	}
+	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
+	info := s.bound[ref]
+	tc := &tableCodec{rel: rel}
+	s.tables[rel.ID] = tc
+	if info == nil {
+		return tc, nil
+	}
+	st, err := s.schemaTable(ctx, rel, info)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := schema.NewCodec(st, s.envelope, s.source)
+	if err != nil {
+		return nil, fmt.Errorf("building the schema of %s: %w", ref, err)
+	}
+	if err := s.registry.Register(ctx, codec); err != nil {
+		return nil, fmt.Errorf("registering the schema of %s: %w", ref, err)
+	}
+	tc.codec, tc.topic, tc.key = codec, st.Topic, st.Key
+	tc.compacted = isCompacted(s.cfg.Kafka.Topics.Config)
+	s.log.Debug("relation", "table", ref.String(), "version", rel.Version, "topic", tc.topic)
+	return tc, nil
+}
+
+// schemaTable describes rel for the schema package: column types from the
+// catalog (re-read when the relation has columns the catalog lacked), key
+// from the primary key or the replica identity index.
+func (s *serializerStage) schemaTable(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.Table) (schema.Table, error) {
+	ref := info.Ref()
+	cols := columnsByName(info)
+	for _, c := range rel.Columns {
+		if cols[c.Name] == nil {
+			fresh, err := s.catalog.Discover(ctx, []pgsrc.TableRef{ref})
+			if err != nil {
+				return schema.Table{}, err
+			}
+			*info = fresh[0]
+			cols = columnsByName(info)
+			break
+		}
+	}
+	st := schema.Table{
+		Topic:     s.cfg.TopicFor(ref),
+		Namespace: s.cfg.Kafka.TopicPrefix + "." + ref.Schema + "." + ref.Name,
+		Schema:    ref.Schema,
+		Name:      ref.Name,
+	}
+	for _, rc := range rel.Columns {
+		c := cols[rc.Name]
+		var t *pgsrc.Type
+		mod := rc.TypeMod
+		if c != nil && c.Type.OID == rc.TypeOID {
+			var dmod int32
+			t, dmod = c.Resolved()
+			if c.Type.Kind == pgsrc.KindDomain {
+				mod = dmod
+			}
+		} else {
+			var err error
+			if t, err = s.catalog.Type(ctx, rc.TypeOID); err != nil {
+				return schema.Table{}, fmt.Errorf("type of column %q of %s: %w", rc.Name, ref, err)
+			}
+			var dmod int32
+			if t, dmod = t.Resolved(); dmod != -1 {
+				mod = dmod
+			}
+		}
+		st.Columns = append(st.Columns, schema.Column{
+			Name:     rc.Name,
+			Type:     schemaType(t, mod),
+			Nullable: c == nil || !c.NotNull,
+		})
+	}
+	keyCols := info.PrimaryKey
+	if len(keyCols) == 0 && info.ReplicaIdentity == 'i' {
+		keyCols = info.IdentityIndex
+	}
+	for _, name := range keyCols {
+		for i, rc := range rel.Columns {
+			if rc.Name == name {
+				st.Key = append(st.Key, i)
+			}
+		}
+	}
+	return st, nil
+}
+
+func columnsByName(t *pgsrc.Table) map[string]*pgsrc.Column {
+	m := make(map[string]*pgsrc.Column, len(t.Columns))
+	for i := range t.Columns {
+		m[t.Columns[i].Name] = &t.Columns[i]
+	}
+	return m
+}
+
+func schemaType(t *pgsrc.Type, typmod int32) schema.Type {
+	st := schema.Type{OID: t.OID, Name: t.Name, Category: t.Category, Typmod: typmod}
+	if t.Elem != nil {
+		e, _ := t.Elem.Resolved()
+		et := schemaType(e, typmod)
+		st.Elem = &et
+	}
+	return st
+}
+
+func isCompacted(topicConfig map[string]string) bool {
+	return bytes.Contains([]byte(topicConfig["cleanup.policy"]), []byte("compact"))
+}
+
+// encode appends the records of one row change (or truncate) to rb.
+func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs int64, rb *recordBatch) error {
+	if ch.Op == pgsrc.OpTruncate {
+		for _, rel := range ch.Truncated {
+			tc, err := s.table(ctx, rel)
+			if err != nil {
+				return err
+			}
+			if tc.codec == nil || tc.compacted {
+				continue // compacted topics refuse null keys
+			}
+			s.setEvent(ch, schema.OpTruncate, nil, nil, nowMs)
+			if err := s.emit(tc, ch, rb, nil, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tc, err := s.table(ctx, ch.Rel)
+	if err != nil {
+		return err
+	}
+	if tc.codec == nil {
+		return nil
+	}
+	switch ch.Op {
+	case pgsrc.OpInsert:
+		s.after = datums(s.after, ch.New)
+		s.setEvent(ch, schema.OpCreate, nil, s.after, nowMs)
+		return s.emit(tc, ch, rb, s.after, false)
+	case pgsrc.OpUpdate:
+		s.after = datums(s.after, ch.New)
+		var before []schema.Datum
+		if ch.Old != nil {
+			s.before = datums(s.before, ch.Old)
+			before = s.before
+			if tc.codec.Keyed() && (ch.OldKind == 'K' || s.keyChanged(tc, before, s.after)) {
+				// The key changed: the old key is deleted, the new one created.
+				s.setEvent(ch, schema.OpDelete, before, nil, nowMs)
+				if err := s.emit(tc, ch, rb, before, true); err != nil {
+					return err
+				}
+				s.setEvent(ch, schema.OpCreate, nil, s.after, nowMs)
+				return s.emit(tc, ch, rb, s.after, false)
+			}
+			if ch.OldKind != 'O' {
+				before = nil
+			}
+		}
+		s.setEvent(ch, schema.OpUpdate, before, s.after, nowMs)
+		return s.emit(tc, ch, rb, s.after, false)
+	case pgsrc.OpDelete:
+		s.before = datums(s.before, ch.Old)
+		s.setEvent(ch, schema.OpDelete, s.before, nil, nowMs)
+		return s.emit(tc, ch, rb, s.before, true)
+	}
+	return nil
+}
+
+// keyChanged reports whether the key columns differ between two images.
+func (s *serializerStage) keyChanged(tc *tableCodec, before, after []schema.Datum) bool {
+	for _, i := range tc.key {
+		b, a := before[i], after[i]
+		if b.Unchanged || a.Unchanged {
+			continue
+		}
+		if b.Null != a.Null || !bytes.Equal(b.Text, a.Text) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *serializerStage) setEvent(ch *pgsrc.Change, op schema.Op, before, after []schema.Datum, nowMs int64) {
+	s.ev = schema.Event{
+		Op:       op,
+		Before:   before,
+		After:    after,
+		TsMs:     ch.CommitTime.UnixMilli(),
+		TxID:     int64(ch.Xid),
+		LSN:      int64(ch.LSN),
+		Snapshot: "false",
+		NowMs:    nowMs,
+	}
+}
+
+// emit appends the record of s.ev keyed by keyRow; a delete is followed by
+// its tombstone.
+func (s *serializerStage) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch, keyRow []schema.Datum, tombstone bool) error {
+	var key []byte
+	if tc.codec.Keyed() && s.ev.Op != schema.OpTruncate {
+		off := len(rb.slab)
+		var err error
+		if rb.slab, err = tc.codec.AppendKey(rb.slab, keyRow); err != nil {
+			return s.encodeError(tc, ch, err)
+		}
+		key = rb.slab[off:len(rb.slab):len(rb.slab)]
+	}
+	off := len(rb.slab)
+	var err error
+	rb.slab, err = tc.codec.AppendValue(rb.slab, &s.ev)
+	switch {
+	case errors.Is(err, schema.ErrNotRepresentable):
+		rb.slab = rb.slab[:off]
+	case err != nil:
+		return s.encodeError(tc, ch, err)
+	default:
+		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]})
+	}
+	if tombstone && key != nil {
+		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key})
+	}
+	return nil
+}
+
+func (s *serializerStage) encodeError(tc *tableCodec, ch *pgsrc.Change, err error) error {
+	return fmt.Errorf("encoding %s of %s.%s at LSN %s: %w", ch.Op, tc.rel.Namespace, tc.rel.Name, pglogrepl.LSN(ch.LSN), err)
+}
+
+// datums converts pgoutput values to schema datums, reusing buf.
+func datums(buf []schema.Datum, vals []pgsrc.Value) []schema.Datum {
+	buf = buf[:0]
+	for _, v := range vals {
+		buf = append(buf, schema.Datum{Text: v.Data, Null: v.Kind == pgsrc.ValueNull, Unchanged: v.Kind == pgsrc.ValueUnchanged})
+	}
+	return buf
+}
