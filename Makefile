@@ -1,0 +1,35 @@
+# pgkafka: build, test and benchmark. `make test` is what CI runs (.ci/run).
+
+GO        ?= go
+BENCH_ROWS ?= 200000
+
+.PHONY: all build deps test unit lint bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/pgkafka ./cmd/pgkafka
+
+# Installs the system packages the tests and the demo need, when missing.
+deps:
+	.ci/deps
+
+# Lint, then every test under the race detector (PostgreSQL clusters,
+# kfake and srfake are started by the tests themselves).
+test: deps lint
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Streaming throughput against pg_recvlogical on the same WAL (DESIGN §9).
+bench: deps
+	BENCH_ROWS=$(BENCH_ROWS) $(GO) test -run '^$$' -bench BenchmarkStreaming -benchtime 1x -count 1 -timeout 30m ./pipeline/
+
+demo: deps
+	$(GO) run ./cmd/pgkafka demo
+
+clean:
+	rm -rf bin
+	$(GO) clean -testcache
