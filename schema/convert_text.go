@@ -20,11 +20,12 @@ func convBytea(dst, text []byte) ([]byte, error) {
 	}
 	src := text[2:]
 	n := len(src) / 2
+	n0 := len(dst)
 	dst = appendLong(dst, int64(n))
 	start := len(dst)
 	dst = slices.Grow(dst, n)[:start+n]
 	if _, err := hex.Decode(dst[start:], src); err != nil {
-		return dst[:start], errBytea
+		return dst[:n0], errBytea
 	}
 	return dst, nil
 }

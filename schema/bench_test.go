@@ -1,0 +1,61 @@
+package schema
+
+import "testing"
+
+// benchTable is a typical 10-column row of about 200 bytes of text.
+func benchTable() (Table, []Datum) {
+	cols := []Column{
+		{Name: "id", Type: typ("int8")},
+		{Name: "customer_id", Type: typ("int4")},
+		{Name: "status", Type: Type{Name: "order_status", Category: 'E'}},
+		{Name: "note", Type: typ("text"), Nullable: true},
+		{Name: "price", Type: numericType(12, 2)},
+		{Name: "created_at", Type: typ("timestamptz")},
+		{Name: "paid", Type: typ("bool")},
+		{Name: "weight", Type: typ("float8"), Nullable: true},
+		{Name: "tracking", Type: typ("uuid"), Nullable: true},
+		{Name: "attrs", Type: typ("jsonb"), Nullable: true},
+	}
+	row := datums(
+		"1234567", "42", "shipped", "leave at the door, ring twice", "1234.50",
+		"2024-06-01 12:34:56.789012+00", "t", "2.5", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+		`{"gift": true, "lines": [1, 2, 3], "channel": "web"}`,
+	)
+	return testTable(cols, []int{0}), row
+}
+
+func BenchmarkAppendValue(b *testing.B) {
+	tbl, row := benchTable()
+	var textBytes int
+	for _, d := range row {
+		textBytes += len(d.Text)
+	}
+	for _, env := range []Envelope{EnvelopeDebezium, EnvelopeFlat} {
+		b.Run(env.String(), func(b *testing.B) {
+			c := mustCodec(b, tbl, env)
+			ev := &Event{Op: OpUpdate, After: row, TsMs: 1717245296789, TxID: 1234, LSN: 0x16B3748, NowMs: 1717245296800}
+			buf := make([]byte, 0, 1024)
+			b.SetBytes(int64(textBytes))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = c.AppendValue(buf[:0], ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkAppendKey(b *testing.B) {
+	tbl, row := benchTable()
+	c := mustCodec(b, tbl, EnvelopeDebezium)
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = c.AppendKey(buf[:0], row); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
