@@ -73,7 +73,9 @@ func (r *Reader) Receive(ctx context.Context) (Message, error) {
 	for {
 		msg, err := r.conn.ReceiveMessage(ctx)
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() != nil {
+			// The context watcher interrupts a read by a deadline: the
+			// connection stays usable, so an ended ctx is no error.
+			if ctx.Err() != nil && (pgconn.Timeout(err) || errors.Is(err, context.Canceled)) {
 				return Message{}, nil
 			}
 			return Message{}, fmt.Errorf("receiving from slot %q: %w", r.slot, err)
