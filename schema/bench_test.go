@@ -59,3 +59,36 @@ func BenchmarkAppendKey(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkConvert measures each converter alone on a typical value.
+func BenchmarkConvert(b *testing.B) {
+	tests := []struct {
+		name string
+		ty   Type
+		text string
+	}{
+		{"int8", typ("int8"), "1234567"},
+		{"float8", typ("float8"), "2.5"},
+		{"numeric(12,2)", numericType(12, 2), "1234.50"},
+		{"numeric(30,10)", numericType(30, 10), "-12345678901234567890.1234567890"},
+		{"timestamptz", typ("timestamptz"), "2024-06-01 12:34:56.789012+00"},
+		{"date", typ("date"), "2024-06-01"},
+		{"uuid", typ("uuid"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+		{"bytea", typ("bytea"), `\x000102030405060708090a0b0c0d0e0f`},
+		{"text", typ("text"), "leave at the door, ring twice"},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			conv := mapType(tt.ty).conv
+			text := []byte(tt.text)
+			buf := make([]byte, 0, 64)
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = conv(buf[:0], text); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

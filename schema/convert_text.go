@@ -32,20 +32,18 @@ func convBytea(dst, text []byte) ([]byte, error) {
 
 // convUUID checks the canonical 8-4-4-4-12 form PostgreSQL prints.
 func convUUID(dst, text []byte) ([]byte, error) {
-	if len(text) != 36 {
+	if len(text) != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-' ||
+		!isHex(text[:8]) || !isHex(text[9:13]) || !isHex(text[14:18]) || !isHex(text[19:23]) || !isHex(text[24:]) {
 		return dst, errSyntax
 	}
-	for i, c := range text {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return dst, errSyntax
-			}
-		default:
-			if !(c-'0' <= 9 || c-'a' <= 5 || c-'A' <= 5) {
-				return dst, errSyntax
-			}
+	return appendBytes(dst, text), nil
+}
+
+func isHex(b []byte) bool {
+	for _, c := range b {
+		if c-'0' > 9 && (c|0x20)-'a' > 5 {
+			return false
 		}
 	}
-	return appendBytes(dst, text), nil
+	return true
 }

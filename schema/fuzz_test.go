@@ -207,3 +207,24 @@ func FuzzParseInt(f *testing.F) {
 		}
 	})
 }
+
+func FuzzUUID(f *testing.F) {
+	for _, s := range []string{"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "a0eebc99x9c0b-4ef8-bb6d-6bb9bd380a11", "g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		_, err := convUUID(nil, []byte(text))
+		ok := len(text) == 36
+		for i := 0; ok && i < 36; i++ {
+			c := text[i]
+			if i == 8 || i == 13 || i == 18 || i == 23 {
+				ok = c == '-'
+			} else {
+				ok = strings.ContainsRune("0123456789abcdefABCDEF", rune(c))
+			}
+		}
+		if ok != (err == nil) {
+			t.Fatalf("%q: valid %v, error %v", text, ok, err)
+		}
+	})
+}
