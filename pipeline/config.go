@@ -91,23 +91,15 @@ type SASLConfig struct {
 	Password  pgsrc.Secret `koanf:"password"`
 }
 
-// SetDefaults fills every unset field with its default.
+// SetDefaults fills every unset field with its default (and Complete's).
+// Loaders call it before applying the user's values, then Complete.
 func (c *Config) SetDefaults() {
 	c.Source.SetDefaults()
 	c.SchemaRegistry.SetDefaults()
 	c.Format.SetDefaults()
 	k := &c.Kafka
-	if len(k.Brokers) == 0 {
-		k.Brokers = []string{"localhost:9092"}
-	}
-	if k.TopicPrefix == "" {
-		k.TopicPrefix = c.Name
-	}
 	if k.OffsetsTopic == "" {
 		k.OffsetsTopic = "pgkafka-offsets"
-	}
-	if k.ClientID == "" && c.Name != "" {
-		k.ClientID = "pgkafka-" + c.Name
 	}
 	if k.Compression == "" {
 		k.Compression = "lz4"
@@ -120,6 +112,23 @@ func (c *Config) SetDefaults() {
 	}
 	if k.Topics.ReplicationFactor == 0 {
 		k.Topics.ReplicationFactor = -1
+	}
+	c.Complete()
+}
+
+// Complete fills the defaults that derive from other keys or apply to
+// list elements: kafka.topicPrefix and kafka.clientId from name, the
+// brokers, each binding's syncMode.
+func (c *Config) Complete() {
+	k := &c.Kafka
+	if len(k.Brokers) == 0 {
+		k.Brokers = []string{"localhost:9092"}
+	}
+	if k.TopicPrefix == "" {
+		k.TopicPrefix = c.Name
+	}
+	if k.ClientID == "" && c.Name != "" {
+		k.ClientID = "pgkafka-" + c.Name
 	}
 	for i := range c.Bindings {
 		if c.Bindings[i].Resource.SyncMode == "" {

@@ -20,6 +20,10 @@ import (
 
 const envPrefix = "PGKAFKA_"
 
+// keyDelim separates key path segments inside koanf. It is not "." because
+// Kafka topic configs are map keys with dots (cleanup.policy).
+const keyDelim = "\x1f"
+
 // configError is a configuration problem: exit code 2.
 type configError struct{ err error }
 
@@ -32,7 +36,8 @@ func (e *configError) Unwrap() error { return e.err }
 // path, as a *configError.
 func loadConfig(path string, environ []string, sets []string) (pipeline.Config, error) {
 	var cfg pipeline.Config
-	k := koanf.New(".")
+	cfg.SetDefaults()
+	k := koanf.New(keyDelim)
 	root := reflect.TypeFor[pipeline.Config]()
 	if path != "" {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
@@ -47,7 +52,7 @@ func loadConfig(path string, environ []string, sets []string) (pipeline.Config, 
 
 	// Environment variables: PGKAFKA_SOURCE__PASSWORD is source.password.
 	var envErrs []error
-	err := k.Load(env.Provider(".", env.Opt{
+	err := k.Load(env.Provider(keyDelim, env.Opt{
 		Prefix:      envPrefix,
 		EnvironFunc: func() []string { return environ },
 		TransformFunc: func(name, value string) (string, any) {
@@ -79,17 +84,18 @@ func loadConfig(path string, environ []string, sets []string) (pipeline.Config, 
 		}
 		overrides[key] = envValue(t, value)
 	}
-	if err := k.Load(confmap.Provider(overrides, "."), nil); err != nil {
+	if err := k.Load(confmap.Provider(overrides, keyDelim), nil); err != nil {
 		return cfg, &configError{err}
 	}
-	if len(errs) > 0 {
-		return cfg, &configError{errors.Join(errs...)}
-	}
+	// Defaults were set first; explicit values (even zeros) now override
+	// them, so Validate sees what the user wrote.
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
-		return cfg, &configError{fmt.Errorf("config: %w", err)}
+		errs = append(errs, fmt.Errorf("config: %w", err))
+	} else {
+		cfg.Complete()
+		errs = append(errs, cfg.Validate())
 	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return cfg, &configError{err}
 	}
 	return cfg, nil
@@ -116,7 +122,7 @@ func checkKeys(path string, raw any, t reflect.Type, errs *[]error) {
 			f, ok := fieldByTag(t, key)
 			if !ok {
 				msg := "unknown key"
-				if alt, ok := fieldByTagFold(t, key); ok {
+				if alt, ok := closestTag(t, key); ok {
 					msg += fmt.Sprintf(" (did you mean %q?)", alt)
 				} else {
 					msg += fmt.Sprintf(" (known keys: %s)", strings.Join(tags(t), ", "))
@@ -155,7 +161,7 @@ func resolveKey(root reflect.Type, segs []string) (string, reflect.Type, error) 
 			t = f.Type
 		case reflect.Map:
 			path = append(path, strings.ToLower(strings.Join(segs[i:], ".")))
-			return strings.Join(path, "."), t.Elem(), nil
+			return strings.Join(path, keyDelim), t.Elem(), nil
 		default:
 			return "", nil, fmt.Errorf("%q cannot be set this way: set it in the file", strings.Join(append(path, seg), "."))
 		}
@@ -163,7 +169,7 @@ func resolveKey(root reflect.Type, segs []string) (string, reflect.Type, error) 
 	if t.Kind() == reflect.Struct || t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
 		return "", nil, fmt.Errorf("%q is a block: name one of its keys", strings.Join(path, "."))
 	}
-	return strings.Join(path, "."), t, nil
+	return strings.Join(path, keyDelim), t, nil
 }
 
 // envValue splits comma-separated lists for list-typed keys.
@@ -198,6 +204,42 @@ func fieldByTagFold(t reflect.Type, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// closestTag suggests the key the user most likely meant: the same but for
+// case and underscores, or within two edits.
+func closestTag(t reflect.Type, name string) (string, bool) {
+	if tag, ok := fieldByTagFold(t, name); ok {
+		return tag, true
+	}
+	best, bestDist := "", 3
+	for _, tag := range tags(t) {
+		if d := editDistance(strings.ToLower(tag), strings.ToLower(name)); d < bestDist {
+			best, bestDist = tag, d
+		}
+	}
+	return best, best != ""
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func tags(t reflect.Type) []string {
