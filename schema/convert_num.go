@@ -24,7 +24,7 @@ func convBool(dst, text []byte) ([]byte, error) {
 	return dst, errSyntax
 }
 
-// parseInt parses a decimal integer within [min, max] without allocating.
+// parseInt parses a decimal integer within [lo, hi] (lo <= 0) without allocating.
 func parseInt(text []byte, lo, hi int64) (int64, error) {
 	i, neg := 0, false
 	if len(text) > 0 && (text[0] == '-' || text[0] == '+') {
@@ -46,7 +46,8 @@ func parseInt(text []byte, lo, hi int64) (int64, error) {
 		u = u*10 + uint64(c)
 	}
 	if neg {
-		if u > uint64(-lo) && !(lo == math.MinInt64 && u == 1<<63) {
+		// uint64(-lo) is 1<<63 for math.MinInt64, as wanted.
+		if u > uint64(-lo) {
 			return 0, errRange
 		}
 		return -int64(u), nil

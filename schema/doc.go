@@ -45,8 +45,8 @@
 // math.MinInt32 days; timestamp and timestamptz 'infinity' and '-infinity' as
 // math.MaxInt64 and math.MinInt64 microseconds. Dates and timestamps are
 // proleptic Gregorian, BC years included (1 BC is year 0). Timestamps beyond
-// the range of int64 microseconds since 1970 (after about 294246 AD) are
-// errors.
+// the range of int64 microseconds since 1970, after about 294247 AD
+// (PostgreSQL allows up to 294276 AD), are errors naming the column.
 //
 // # Names
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 )
 
@@ -73,4 +74,25 @@ func (r *Registry) register(ctx context.Context, subject, schema string) (int, e
 	r.ids[k] = id
 	r.mu.Unlock()
 	return id, nil
+}
+
+// CheckBackward reports whether a reader holding schema newer can read data
+// written with schema older (Avro schema resolution: the registry's BACKWARD
+// rule). srfake accepts every schema; tests and the demo use this to catch
+// what a real registry would refuse. A column added NOT NULL fails it: its
+// field has no default.
+func CheckBackward(older, newer string) error {
+	// Separate caches: both schemas define the same full names.
+	w, err := avro.ParseWithCache(older, "", &avro.SchemaCache{})
+	if err != nil {
+		return fmt.Errorf("parsing the older schema: %w", err)
+	}
+	r, err := avro.ParseWithCache(newer, "", &avro.SchemaCache{})
+	if err != nil {
+		return fmt.Errorf("parsing the newer schema: %w", err)
+	}
+	if err := avro.NewSchemaCompatibility().Compatible(r, w); err != nil {
+		return fmt.Errorf("newer schema cannot read data of the older: %w", err)
+	}
+	return nil
 }

@@ -189,3 +189,30 @@ func TestSecret(t *testing.T) {
 		t.Error("empty secret prints something")
 	}
 }
+
+func TestCheckBackward(t *testing.T) {
+	base := mustCodec(t, testTable(orderColumns(), []int{0}), EnvelopeDebezium)
+	tests := []struct {
+		name   string
+		add    Column
+		wantOK bool
+	}{
+		{"nullable column", Column{Name: "added", Type: typ("text"), Nullable: true}, true},
+		{"not null column", Column{Name: "added", Type: typ("text")}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := mustCodec(t, testTable(append(orderColumns(), tt.add), []int{0}), EnvelopeDebezium)
+			err := CheckBackward(base.ValueSchema(), next.ValueSchema())
+			if (err == nil) != tt.wantOK {
+				t.Errorf("CheckBackward: %v, want ok %v", err, tt.wantOK)
+			}
+			if err := CheckBackward(base.KeySchema(), next.KeySchema()); err != nil {
+				t.Errorf("same key: %v", err)
+			}
+		})
+	}
+	if err := CheckBackward("{", base.ValueSchema()); err == nil {
+		t.Error("bad JSON accepted")
+	}
+}
