@@ -123,9 +123,11 @@ func NewCodec(t Table, env Envelope, src Source) (*Codec, error) {
 // Topic returns the table's Kafka topic.
 func (c *Codec) Topic() string { return c.topic }
 
-// KeySubject and ValueSubject are the registry subjects, <topic>-key and
-// <topic>-value (Confluent's TopicNameStrategy).
-func (c *Codec) KeySubject() string   { return c.topic + "-key" }
+// KeySubject returns the key's registry subject, <topic>-key (Confluent's
+// TopicNameStrategy).
+func (c *Codec) KeySubject() string { return c.topic + "-key" }
+
+// ValueSubject returns the value's registry subject, <topic>-value.
 func (c *Codec) ValueSubject() string { return c.topic + "-value" }
 
 // KeySchema returns the key schema JSON, "" for a keyless table.
@@ -134,9 +136,11 @@ func (c *Codec) KeySchema() string { return c.keySchema }
 // ValueSchema returns the value schema JSON.
 func (c *Codec) ValueSchema() string { return c.valueSchema }
 
-// KeyAvro and ValueAvro return the parsed schemas (KeyAvro is nil for a
-// keyless table), for decoding and compatibility checks.
-func (c *Codec) KeyAvro() avro.Schema   { return c.keyAvro }
+// KeyAvro returns the parsed key schema, nil for a keyless table, for
+// decoding and compatibility checks.
+func (c *Codec) KeyAvro() avro.Schema { return c.keyAvro }
+
+// ValueAvro returns the parsed value schema.
 func (c *Codec) ValueAvro() avro.Schema { return c.valueAvro }
 
 // Envelope returns the value envelope.
