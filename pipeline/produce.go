@@ -35,8 +35,9 @@ func (s *producerStage) run(ctx context.Context, in <-chan *recordBatch) error {
 }
 
 func (s *producerStage) write(ctx context.Context, b *recordBatch) error {
+	promise := s.promise // one method value per batch, not per record
 	for i := range b.recs {
-		s.client.Produce(ctx, &b.recs[i], s.promise)
+		s.client.Produce(ctx, &b.recs[i], promise)
 	}
 	if err := s.client.Flush(ctx); err != nil {
 		return fmt.Errorf("flushing %d records: %w", len(b.recs), err)

@@ -57,14 +57,15 @@ func (r *Runner) Ready() <-chan struct{} { return r.ready }
 func (r *Runner) CommittedLSN() pglogrepl.LSN { return pglogrepl.LSN(r.committed.Load()) }
 
 // Run sets up the prerequisites and streams until Stop (nil) or until ctx
-// ends or a stage fails (the error, wrapped with its stage).
+// ends or a stage fails (the error, wrapped with its stage). It may be
+// called once.
 func (r *Runner) Run(ctx context.Context) error {
 	cfg := &r.cfg
 	catalog, err := pgsrc.OpenCatalog(ctx, &cfg.Source)
 	if err != nil {
 		return err
 	}
-	defer closeQuietly(catalog.Close)
+	defer r.closeLogged("catalog connection", catalog.Close)
 
 	tables, err := r.resolveTables(ctx, catalog)
 	if err != nil {
@@ -111,7 +112,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer closeQuietly(src.Close)
+	defer r.closeLogged("replication connection", src.Close)
 	close(r.ready)
 
 	soft, softCancel := context.WithCancel(ctx)
@@ -202,8 +203,12 @@ func (r *Runner) resolveTables(ctx context.Context, catalog *pgsrc.Catalog) ([]p
 	return tables, nil
 }
 
-func closeQuietly(close func(context.Context) error) {
+// closeLogged closes a connection after the run; a failure there cannot
+// change the run's outcome, so it is logged, not returned.
+func (r *Runner) closeLogged(what string, close func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	_ = close(ctx) // clean-up after the run's own outcome; nothing to add
+	if err := close(ctx); err != nil {
+		r.log.Warn("closing the "+what, "err", err)
+	}
 }

@@ -214,6 +214,26 @@ func TestRunStreamsAndStopsOnSIGTERM(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no clean stop logged:\n%s", logs)
 	}
+
+	// It made its prerequisites on the fresh database.
+	conn := s.db.Conn(t)
+	var plugin, confirmed string
+	if err := conn.QueryRow(context.Background(), `SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'flow_slot' AND database = current_database()`).Scan(&plugin, &confirmed); err != nil || plugin != "pgoutput" {
+		t.Errorf("slot flow_slot: plugin %q, %v", plugin, err)
+	}
+	var viaRoot bool
+	var tables string
+	if err := conn.QueryRow(context.Background(), `SELECT p.pubviaroot, string_agg(t.schemaname || '.' || t.tablename, ',' ORDER BY t.tablename)
+		FROM pg_publication p JOIN pg_publication_tables t USING (pubname) WHERE p.pubname = 'flow_publication' GROUP BY p.pubviaroot`).Scan(&viaRoot, &tables); err != nil {
+		t.Errorf("publication flow_publication: %v", err)
+	}
+	if !viaRoot || tables != "public.flow_watermarks,public.orders" {
+		t.Errorf("publication: publish_via_partition_root %v, tables %s", viaRoot, tables)
+	}
+	var owner string
+	if err := conn.QueryRow(context.Background(), `SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = 'flow_watermarks'`).Scan(&owner); err != nil || owner != "capture" {
+		t.Errorf("watermarks table owner %q: %v", owner, err)
+	}
 }
 
 // logTail collects a child's log lines.
