@@ -123,7 +123,7 @@ func BenchmarkStreaming(b *testing.B) {
 		rows, (rows+benchTxRows-1)/benchTxRows, load.rowBytes, load.took.Round(time.Millisecond), load.beforeLastCommit, load.walEnd)
 
 	// (a) pg_recvlogical reads the same WAL to /dev/null.
-	recvTook := runRecvLogical(ctx, b, pg, db, cfg.Source.Advanced.PublicationName, load.walEnd)
+	recvTook, recvCPU := runRecvLogical(ctx, b, pg, db, cfg.Source.Advanced.PublicationName, load.walEnd)
 
 	// (b) the pipeline, into kfake with the registry, until Kafka holds
 	// the last transaction.
@@ -172,8 +172,8 @@ func BenchmarkStreaming(b *testing.B) {
 	}
 	fmt.Printf("streaming: %d rows  pgkafka %.0f rows/s  pg_recvlogical %.0f rows/s  ratio %.2f\n",
 		rows, pipeRate, recvRate, ratio)
-	fmt.Printf("streaming: pgkafka %s, pg_recvlogical %s, %.0f bytes a row, peak RSS of the test process %.0f MB (kfake's records included)\n",
-		pipeTook.Round(time.Millisecond), recvTook.Round(time.Millisecond), load.rowBytes, rss)
+	fmt.Printf("streaming: pgkafka %s, pg_recvlogical %s (its own CPU %s), %.0f bytes a row, peak RSS of the test process %.0f MB (kfake's records included)\n",
+		pipeTook.Round(time.Millisecond), recvTook.Round(time.Millisecond), recvCPU.Round(time.Millisecond), load.rowBytes, rss)
 }
 
 // benchRows is BENCH_ROWS, or benchDefaultRows.
@@ -263,8 +263,10 @@ func loadBenchRows(ctx context.Context, b *testing.B, db *pgtest.DB, rows int) b
 }
 
 // runRecvLogical times pg_recvlogical reading the benchRecvSlot slot to
-// /dev/null up to endpos.
-func runRecvLogical(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *pgtest.DB, publication string, endpos pglogrepl.LSN) time.Duration {
+// /dev/null up to endpos; cpu is the CPU time of the pg_recvlogical
+// process itself (user and system), which tells whether the client rather
+// than the WAL sender sets its pace.
+func runRecvLogical(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *pgtest.DB, publication string, endpos pglogrepl.LSN) (took, cpu time.Duration) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(ctx, benchPhaseTimeout)
 	defer cancel()
@@ -279,11 +281,11 @@ func runRecvLogical(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *p
 	cmd.Stderr = &out
 	start := time.Now()
 	err := cmd.Run()
-	took := time.Since(start)
+	took = time.Since(start)
 	if err != nil {
 		b.Fatalf("pg_recvlogical: %v\n%s", err, out.Bytes())
 	}
-	return took
+	return took, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // waitCommitted polls the runner every 10 ms until its committed LSN
