@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/big"
@@ -92,10 +93,17 @@ func convFloat32(dst, text []byte) ([]byte, error) {
 	return appendFloat(dst, float32(f)), nil
 }
 
+// canonicalNaN64 is the quiet NaN PostgreSQL and Java write (Go's math.NaN
+// sets the lowest mantissa bit too).
+const canonicalNaN64 = 0x7ff8000000000000
+
 func convFloat64(dst, text []byte) ([]byte, error) {
 	f, err := strconv.ParseFloat(string(text), 64)
 	if err != nil {
 		return dst, errSyntax
+	}
+	if f != f {
+		return binary.LittleEndian.AppendUint64(dst, canonicalNaN64), nil
 	}
 	return appendDouble(dst, f), nil
 }
