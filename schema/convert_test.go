@@ -78,6 +78,7 @@ func TestTypes(t *testing.T) {
 		{"numeric(38,38)", numericType(38, 38), "-0." + strings.Repeat("1", 38), unscaled("-" + strings.Repeat("1", 38))},
 		{"numeric(60,20)", numericType(60, 20), "-" + strings.Repeat("7", 40) + "." + strings.Repeat("3", 20), unscaled("-" + strings.Repeat("7", 40) + strings.Repeat("3", 20))},
 		{"numeric(60,20) pos", numericType(60, 20), strings.Repeat("8", 40), unscaled(strings.Repeat("8", 40) + strings.Repeat("0", 20))},
+		{"numeric(1000,500)", numericType(1000, 500), "-1.5", unscaled("-15" + strings.Repeat("0", 499))},
 		{"numeric(5,-2)", numericType(5, -2), "1234500", unscaled("1234500")},
 		{"numeric(2,5)", numericType(2, 5), "0.00012", unscaled("12")},
 		{"numeric unconstrained NaN", typ("numeric"), "NaN", "NaN"},
