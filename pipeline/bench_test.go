@@ -118,12 +118,12 @@ func BenchmarkStreaming(b *testing.B) {
 	}
 	db.Exec(b, fmt.Sprintf("SELECT pg_create_logical_replication_slot('%s', 'pgoutput')", benchRecvSlot))
 
-	load := loadBenchRows(ctx, b, db, rows)
+	load := benchLoadRows(ctx, b, db, rows)
 	b.Logf("%d rows in %d transactions, %.0f bytes a row on average, inserted in %s; last commit after %s, WAL end %s",
 		rows, (rows+benchTxRows-1)/benchTxRows, load.rowBytes, load.took.Round(time.Millisecond), load.beforeLastCommit, load.walEnd)
 
 	// (a) pg_recvlogical reads the same WAL to /dev/null.
-	recvTook, recvCPU := runRecvLogical(ctx, b, pg, db, cfg.Source.Advanced.PublicationName, load.walEnd)
+	recvTook, recvCPU := benchRecvLogical(ctx, b, pg, db, cfg.Source.Advanced.PublicationName, load.walEnd)
 
 	// (b) the pipeline, into kfake with the registry, until Kafka holds
 	// the last transaction.
@@ -140,7 +140,7 @@ func BenchmarkStreaming(b *testing.B) {
 	b.StartTimer()
 	start := time.Now()
 	go func() { done <- r.Run(runCtx) }()
-	if err := waitCommitted(ctx, r, done, load.beforeLastCommit); err != nil {
+	if err := benchWaitCommitted(ctx, r, done, load.beforeLastCommit); err != nil {
 		b.Fatal(err)
 	}
 	pipeTook := time.Since(start)
@@ -156,7 +156,7 @@ func BenchmarkStreaming(b *testing.B) {
 		b.Fatalf("pipeline Run did not return within 1m of Stop (last error: %v)", <-done)
 	}
 
-	if n := countRecords(ctx, b, cfg.Kafka.Brokers, cfg.TopicFor(pgsrc.TableRef{Schema: "public", Name: "bench"}), rows); n != rows {
+	if n := benchCountRecords(ctx, b, cfg.Kafka.Brokers, cfg.TopicFor(pgsrc.TableRef{Schema: "public", Name: "bench"}), rows); n != rows {
 		b.Fatalf("Kafka holds %d committed records, want %d", n, rows)
 	}
 
@@ -166,7 +166,7 @@ func BenchmarkStreaming(b *testing.B) {
 	b.ReportMetric(pipeRate, "pgkafka-rows/s")
 	b.ReportMetric(recvRate, "recvlogical-rows/s")
 	b.ReportMetric(ratio, "ratio")
-	rss := peakRSSMB()
+	rss := benchPeakRSSMB()
 	if rss > 0 {
 		b.ReportMetric(rss, "peak-RSS-MB")
 	}
@@ -202,8 +202,8 @@ type benchLoad struct {
 	took     time.Duration
 }
 
-// loadBenchRows inserts rows into bench in transactions of benchTxRows.
-func loadBenchRows(ctx context.Context, b *testing.B, db *pgtest.DB, rows int) benchLoad {
+// benchLoadRows inserts rows into bench in transactions of benchTxRows.
+func benchLoadRows(ctx context.Context, b *testing.B, db *pgtest.DB, rows int) benchLoad {
 	b.Helper()
 	src := db.SourceConfig(pgtest.Superuser, db.Cluster().SuperuserPassword())
 	conn, err := pgsrc.Connect(ctx, &src)
@@ -262,11 +262,11 @@ func loadBenchRows(ctx context.Context, b *testing.B, db *pgtest.DB, rows int) b
 	return load
 }
 
-// runRecvLogical times pg_recvlogical reading the benchRecvSlot slot to
+// benchRecvLogical times pg_recvlogical reading the benchRecvSlot slot to
 // /dev/null up to endpos; cpu is the CPU time of the pg_recvlogical
 // process itself (user and system), which tells whether the client rather
 // than the WAL sender sets its pace.
-func runRecvLogical(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *pgtest.DB, publication string, endpos pglogrepl.LSN) (took, cpu time.Duration) {
+func benchRecvLogical(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *pgtest.DB, publication string, endpos pglogrepl.LSN) (took, cpu time.Duration) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(ctx, benchPhaseTimeout)
 	defer cancel()
@@ -288,9 +288,9 @@ func runRecvLogical(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *p
 	return took, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
-// waitCommitted polls the runner every 10 ms until its committed LSN
+// benchWaitCommitted polls the runner every 10 ms until its committed LSN
 // passes lsn, the runner fails or ctx ends.
-func waitCommitted(ctx context.Context, r *pipeline.Runner, done chan error, lsn pglogrepl.LSN) error {
+func benchWaitCommitted(ctx context.Context, r *pipeline.Runner, done chan error, lsn pglogrepl.LSN) error {
 	ctx, cancel := context.WithTimeout(ctx, benchPhaseTimeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -308,9 +308,9 @@ func waitCommitted(ctx context.Context, r *pipeline.Runner, done chan error, lsn
 	return nil
 }
 
-// peakRSSMB is the process's peak resident set (VmHWM) in MB, or 0 when
+// benchPeakRSSMB is the process's peak resident set (VmHWM) in MB, or 0 when
 // unknown.
-func peakRSSMB() float64 {
+func benchPeakRSSMB() float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -329,10 +329,10 @@ func peakRSSMB() float64 {
 	return 0
 }
 
-// countRecords reads topic as a read_committed consumer until it has read
+// benchCountRecords reads topic as a read_committed consumer until it has read
 // want records, or it reads nothing more for a few seconds; it returns
 // the count.
-func countRecords(ctx context.Context, b *testing.B, brokers []string, topic string, want int) int {
+func benchCountRecords(ctx context.Context, b *testing.B, brokers []string, topic string, want int) int {
 	b.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
