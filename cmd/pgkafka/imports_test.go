@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// module is this repository's module path.
-const module = "github.com/pgkafka/pgkafka"
+// thisModule is this repository's thisModule path.
+const thisModule = "github.com/pgkafka/pgkafka"
 
 // goPackage is one of our packages as `go list` reports it (test files
 // excluded: Imports and Deps are those of the package proper).
@@ -19,7 +19,7 @@ type goPackage struct {
 	deps    []string // every package it depends on, transitively
 }
 
-// listPackages lists every package of the module with its direct imports
+// listPackages lists every package of the thisModule with its direct imports
 // and its transitive dependencies.
 func listPackages(t *testing.T) []goPackage {
 	t.Helper()
@@ -29,12 +29,12 @@ func listPackages(t *testing.T) []goPackage {
 	}
 	cmd := exec.Command(goBin, "list", "-e", "-f",
 		`{{.ImportPath}}{{"\t"}}{{join .Imports " "}}{{"\t"}}{{join .Deps " "}}{{"\t"}}{{if .Error}}{{.Error}}{{end}}`,
-		module+"/...")
+		thisModule+"/...")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list %s/...: %v\n%s", module, err, stderr.Bytes())
+		t.Fatalf("go list %s/...: %v\n%s", thisModule, err, stderr.Bytes())
 	}
 	var pkgs []goPackage
 	for line := range strings.Lines(string(out)) {
@@ -48,33 +48,33 @@ func listPackages(t *testing.T) []goPackage {
 		pkgs = append(pkgs, goPackage{path: f[0], imports: strings.Fields(f[1]), deps: strings.Fields(f[2])})
 	}
 	if len(pkgs) == 0 {
-		t.Fatalf("go list %s/... listed no package", module)
+		t.Fatalf("go list %s/... listed no package", thisModule)
 	}
 	return pkgs
 }
 
-// under reports whether pkg is dir or a package below it (paths relative
-// to the module for ours, full for others).
-func under(pkg, dir string) bool {
+// pathUnder reports whether pkg is dir or a package below it (paths relative
+// to the thisModule for ours, full for others).
+func pathUnder(pkg, dir string) bool {
 	return pkg == dir || strings.HasPrefix(pkg, dir+"/")
 }
 
-// ours returns pkg relative to the module, or "" for another module's package.
-func ours(pkg string) string {
-	if pkg == module {
+// ourPackage returns pkg relative to the thisModule, or "" for another thisModule's package.
+func ourPackage(pkg string) string {
+	if pkg == thisModule {
 		return "."
 	}
-	if rel, ok := strings.CutPrefix(pkg, module+"/"); ok {
+	if rel, ok := strings.CutPrefix(pkg, thisModule+"/"); ok {
 		return rel
 	}
 	return ""
 }
 
-// leaf returns the leaf tree (pgsrc, schema, offsets) holding the
+// leafTree returns the leaf tree (pgsrc, schema, offsets) holding the
 // package rel, or "".
-func leaf(rel string) string {
+func leafTree(rel string) string {
 	for _, l := range []string{"pgsrc", "schema", "offsets"} {
-		if under(rel, l) {
+		if pathUnder(rel, l) {
 			return l
 		}
 	}
@@ -98,49 +98,49 @@ func importRules() []importRule {
 			name:       "the leaves pgsrc, schema and offsets import none of our packages outside their own tree",
 			transitive: true,
 			forbidden: func(rel, imp string) bool {
-				l, o := leaf(rel), ours(imp)
-				return l != "" && o != "" && !under(o, l)
+				l, o := leafTree(rel), ourPackage(imp)
+				return l != "" && o != "" && !pathUnder(o, l)
 			},
 		},
 		{
 			name:       "pipeline does not import cmd",
 			transitive: true,
 			forbidden: func(rel, imp string) bool {
-				return under(rel, "pipeline") && under(ours(imp), "cmd")
+				return pathUnder(rel, "pipeline") && pathUnder(ourPackage(imp), "cmd")
 			},
 		},
 		{
 			name: "nothing imports cmd",
 			forbidden: func(rel, imp string) bool {
-				return under(ours(imp), "cmd")
+				return pathUnder(ourPackage(imp), "cmd")
 			},
 		},
 		{
 			name: "only cmd imports pipeline",
 			forbidden: func(rel, imp string) bool {
-				return under(ours(imp), "pipeline") && !under(rel, "cmd") && !under(rel, "pipeline")
+				return pathUnder(ourPackage(imp), "pipeline") && !pathUnder(rel, "cmd") && !pathUnder(rel, "pipeline")
 			},
 		},
 		{
 			name: "only pgsrc (and pgsrc/pgtest) imports pgx and pgconn directly; cmd reaches PostgreSQL through pgtest",
 			forbidden: func(rel, imp string) bool {
 				pgx := imp == "github.com/jackc/pgx/v5" ||
-					under(imp, "github.com/jackc/pgx/v5/pgconn") ||
-					under(imp, "github.com/jackc/pgx/v5/pgproto3")
-				return pgx && !under(rel, "pgsrc")
+					pathUnder(imp, "github.com/jackc/pgx/v5/pgconn") ||
+					pathUnder(imp, "github.com/jackc/pgx/v5/pgproto3")
+				return pgx && !pathUnder(rel, "pgsrc")
 			},
 		},
 		{
 			name: "only schema imports hamba/avro",
 			forbidden: func(rel, imp string) bool {
-				return under(imp, "github.com/hamba/avro/v2") && !under(rel, "schema")
+				return pathUnder(imp, "github.com/hamba/avro/v2") && !pathUnder(rel, "schema")
 			},
 		},
 		{
 			name: "only cmd imports koanf and tint",
 			forbidden: func(rel, imp string) bool {
-				lib := under(imp, "github.com/knadh/koanf") || under(imp, "github.com/lmittmann/tint")
-				return lib && !under(rel, "cmd")
+				lib := pathUnder(imp, "github.com/knadh/koanf") || pathUnder(imp, "github.com/lmittmann/tint")
+				return lib && !pathUnder(rel, "cmd")
 			},
 		},
 	}
@@ -150,7 +150,7 @@ func importRules() []importRule {
 func violations(rule importRule, pkgs []goPackage) []string {
 	var out []string
 	for _, p := range pkgs {
-		rel := ours(p.path)
+		rel := ourPackage(p.path)
 		if rel == "" {
 			continue
 		}
@@ -172,7 +172,7 @@ func violations(rule importRule, pkgs []goPackage) []string {
 	return out
 }
 
-// TestImportDirection enforces STYLE §1 on the module's packages.
+// TestImportDirection enforces STYLE §1 on the thisModule's packages.
 func TestImportDirection(t *testing.T) {
 	pkgs := listPackages(t)
 	for _, rule := range importRules() {
@@ -187,7 +187,7 @@ func TestImportDirection(t *testing.T) {
 // TestImportRules feeds made-up packages to the rules: each case must
 // break exactly the rules listed.
 func TestImportRules(t *testing.T) {
-	m := func(rel string) string { return module + "/" + rel }
+	m := func(rel string) string { return thisModule + "/" + rel }
 	tests := []struct {
 		name string
 		pkg  goPackage
@@ -203,7 +203,7 @@ func TestImportRules(t *testing.T) {
 			imports: []string{"github.com/hamba/avro/v2", "github.com/jackc/pgx/v5/pgtype"}}, nil},
 		{"pgsrc imports schema", goPackage{path: m("pgsrc"), imports: []string{m("schema")}, deps: []string{m("schema")}},
 			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree"}},
-		{"offsets depends on pgsrc through another module", goPackage{path: m("offsets"), deps: []string{m("pgsrc")}},
+		{"offsets depends on pgsrc through another thisModule", goPackage{path: m("offsets"), deps: []string{m("pgsrc")}},
 			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree"}},
 		{"schema imports pipeline", goPackage{path: m("schema"), imports: []string{m("pipeline")}, deps: []string{m("pipeline")}},
 			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree", "only cmd imports pipeline"}},
