@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// thisModule is this repository's thisModule path.
+// thisModule is this repository's module path.
 const thisModule = "github.com/pgkafka/pgkafka"
 
 // goPackage is one of our packages as `go list` reports it (test files
@@ -19,7 +19,7 @@ type goPackage struct {
 	deps    []string // every package it depends on, transitively
 }
 
-// listPackages lists every package of the thisModule with its direct imports
+// listPackages lists every package of the module with its direct imports
 // and its transitive dependencies.
 func listPackages(t *testing.T) []goPackage {
 	t.Helper()
@@ -54,12 +54,12 @@ func listPackages(t *testing.T) []goPackage {
 }
 
 // pathUnder reports whether pkg is dir or a package below it (paths relative
-// to the thisModule for ours, full for others).
+// to the module for ours, full for others).
 func pathUnder(pkg, dir string) bool {
 	return pkg == dir || strings.HasPrefix(pkg, dir+"/")
 }
 
-// ourPackage returns pkg relative to the thisModule, or "" for another thisModule's package.
+// ourPackage returns pkg relative to the module, or "" for another module's package.
 func ourPackage(pkg string) string {
 	if pkg == thisModule {
 		return "."
@@ -172,7 +172,7 @@ func violations(rule importRule, pkgs []goPackage) []string {
 	return out
 }
 
-// TestImportDirection enforces STYLE §1 on the thisModule's packages.
+// TestImportDirection enforces STYLE §1 on the module's packages.
 func TestImportDirection(t *testing.T) {
 	pkgs := listPackages(t)
 	for _, rule := range importRules() {
