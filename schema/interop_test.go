@@ -32,7 +32,7 @@ func pythonAvro(t *testing.T, schema string, bodies [][]byte) [][]string {
 	t.Helper()
 	const python = "/usr/bin/python3" // Debian's python3-avro serves this one
 	if out, err := exec.Command(python, "-c", "import avro").CombinedOutput(); err != nil {
-		t.Skipf("python3-avro not installed (make deps installs it): %v %s", err, out)
+		t.Fatalf("python3-avro is needed (make deps installs it): %v %s", err, out)
 	}
 	req := struct {
 		Schema string   `json:"schema"`
