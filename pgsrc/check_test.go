@@ -36,7 +36,7 @@ CREATE TABLE items (id int PRIMARY KEY);
 // the tables too: the role may set everything up.
 func ownerDB(t *testing.T) (*pgtest.DB, pgsrc.Config) {
 	t.Helper()
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.CreateRole(t, "capture", "capture-pw", "LOGIN", "REPLICATION")
 	db.Exec(t, setupSchema+`
 ALTER TABLE orders OWNER TO capture;
@@ -130,7 +130,7 @@ func TestSetupAddsToHandMadePublication(t *testing.T) {
 
 func TestSetupWithoutReplication(t *testing.T) {
 	ctx := testContext(t)
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.CreateRole(t, "norepl", "pw", "LOGIN")
 	db.Exec(t, setupSchema+`GRANT SELECT ON orders TO norepl`)
 	cfg := db.SourceConfig("norepl", "pw")
@@ -173,7 +173,7 @@ func TestSetupWithoutReplication(t *testing.T) {
 
 func TestSetupPublicationNotPermitted(t *testing.T) {
 	ctx := testContext(t)
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.CreateRole(t, "capture2", "pw", "LOGIN", "REPLICATION")
 	db.Exec(t, setupSchema+`
 CREATE TABLE flow_watermarks (slot TEXT PRIMARY KEY, watermark TEXT);
@@ -253,7 +253,7 @@ func TestSetupWALLevelReplica(t *testing.T) {
 
 func TestConnectErrors(t *testing.T) {
 	ctx := testContext(t)
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.CreateRole(t, "someone", "right-password", "LOGIN")
 
 	t.Run("wrong password", func(t *testing.T) {

@@ -15,8 +15,8 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
 // the relation cache; it is not safe for concurrent use.
 //
 // Row tuples are decoded straight from the message bytes: the Values of a
-// Change alias the message, so they live as long as its buffer. The rare
-// messages (relation, truncate) are parsed with pglogrepl.
+// Change alias the message, so they live as long as its buffer. Relation
+// messages are parsed with pglogrepl.
 type Decoder struct {
 	rels       map[uint32]*Relation
 	xid        uint32
@@ -74,8 +74,19 @@ func (d *Decoder) Decode(lsn pglogrepl.LSN, data []byte, ch *Change, vals []Valu
 	return vals, nil
 }
 
+// parse runs pglogrepl's parser, which indexes without bounds checks: a
+// malformed message is an error, not a panic.
+func parse(data []byte) (m pglogrepl.Message, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("malformed message of %d bytes: %v", len(data), r)
+		}
+	}()
+	return pglogrepl.Parse(data)
+}
+
 func (d *Decoder) decodeRelation(data []byte, ch *Change) error {
-	m, err := pglogrepl.Parse(data)
+	m, err := parse(data)
 	if err != nil {
 		return err
 	}
@@ -102,19 +113,22 @@ func (d *Decoder) decodeRelation(data []byte, ch *Change) error {
 	return nil
 }
 
+// decodeTruncate decodes 'T', nrels int32, options int8, nrels relation
+// IDs. (pglogrepl's parser allocates the claimed count before checking it.)
 func (d *Decoder) decodeTruncate(data []byte, ch *Change) error {
-	m, err := pglogrepl.Parse(data)
-	if err != nil {
-		return err
+	if len(data) < 6 {
+		return fmt.Errorf("message of %d bytes is too short", len(data))
 	}
-	tm, ok := m.(*pglogrepl.TruncateMessage)
-	if !ok {
-		return fmt.Errorf("unexpected %T", m)
+	n := binary.BigEndian.Uint32(data[1:5])
+	if uint64(len(data)) != 6+4*uint64(n) {
+		return fmt.Errorf("claims %d relations in %d bytes", n, len(data))
 	}
 	ch.Op = OpTruncate
-	ch.Cascade = tm.Option&pglogrepl.TruncateOptionCascade != 0
-	ch.RestartIdentity = tm.Option&pglogrepl.TruncateOptionRestartIdentity != 0
-	for _, id := range tm.RelationIDs {
+	ch.Cascade = data[5]&pglogrepl.TruncateOptionCascade != 0
+	ch.RestartIdentity = data[5]&pglogrepl.TruncateOptionRestartIdentity != 0
+	ch.Truncated = make([]*Relation, 0, n)
+	for p := data[6:]; len(p) > 0; p = p[4:] {
+		id := binary.BigEndian.Uint32(p)
 		rel := d.rels[id]
 		if rel == nil {
 			return fmt.Errorf("truncate of relation %d before its relation message", id)

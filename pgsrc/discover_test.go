@@ -43,7 +43,7 @@ CREATE VIEW v AS SELECT 1 AS one;
 
 func TestDiscoverAll(t *testing.T) {
 	ctx := testContext(t)
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.Exec(t, discoverSchema)
 	tables, err := pgsrc.Discover(ctx, db.Conn(t), nil)
 	if err != nil {
@@ -119,7 +119,7 @@ func TestDiscoverAll(t *testing.T) {
 
 func TestDiscoverNamed(t *testing.T) {
 	ctx := testContext(t)
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.Exec(t, discoverSchema)
 	conn := db.Conn(t)
 
@@ -170,7 +170,7 @@ func TestDiscoverNamed(t *testing.T) {
 
 func TestTypeByOID(t *testing.T) {
 	ctx := testContext(t)
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.Exec(t, discoverSchema)
 	conn := db.Conn(t)
 	var oid uint32
@@ -191,7 +191,7 @@ func TestTypeByOID(t *testing.T) {
 
 func TestPublicationTables(t *testing.T) {
 	ctx := testContext(t)
-	db := cluster.NewDatabase(t)
+	db := pgCluster(t).NewDatabase(t)
 	db.Exec(t, discoverSchema)
 	conn := db.Conn(t)
 	if refs, ok, err := pgsrc.PublicationTables(ctx, conn, "pub"); err != nil || ok || len(refs) != 0 {

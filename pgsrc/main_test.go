@@ -4,33 +4,39 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
 )
 
-// cluster is the PostgreSQL cluster the tests of this package share; each
-// test takes a database of its own with cluster.NewDatabase(t).
-var cluster *pgtest.Cluster
+// The PostgreSQL cluster the tests of this package share, started by the
+// first test that needs one (fuzz workers and pure unit tests never do);
+// each test takes a database of its own with pgCluster(t).NewDatabase(t).
+var (
+	clusterOnce sync.Once
+	cluster     *pgtest.Cluster
+	clusterErr  error
+)
 
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
+func pgCluster(t *testing.T) *pgtest.Cluster {
+	t.Helper()
+	clusterOnce.Do(func() { cluster, clusterErr = pgtest.New() })
+	if clusterErr != nil {
+		t.Fatalf("starting PostgreSQL for the tests: %v", clusterErr)
+	}
+	return cluster
 }
 
-func runTests(m *testing.M) int {
-	c, err := pgtest.New()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting PostgreSQL for the tests:", err)
-		return 1
-	}
-	cluster = c
-	defer func() {
-		if err := c.Close(); err != nil {
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cluster != nil {
+		if err := cluster.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping PostgreSQL:", err)
 		}
-	}()
-	return m.Run()
+	}
+	os.Exit(code)
 }
 
 // testContext is a context bounded for one test.

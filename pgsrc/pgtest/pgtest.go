@@ -127,9 +127,13 @@ func New(opts ...Option) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	reapOrphans(binDir)
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		return nil, fmt.Errorf("creating cluster directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, fmt.Errorf("recording the cluster's owner: %w", err)
 	}
 	c := &Cluster{dir: dir, binDir: binDir}
 	if err := c.init(); err != nil {
@@ -146,6 +150,36 @@ func New(opts ...Option) (*Cluster, error) {
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
+	}
+}
+
+// ownerFile, in a cluster's directory, holds the pid of the process that
+// started it.
+const ownerFile = "owner.pid"
+
+// reapOrphans stops and removes the clusters left behind by test processes
+// that were killed before their Close (pg_ctl starts servers as daemons,
+// which outlive their parent). Best effort: what it cannot stop stays.
+func reapOrphans(binDir string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgtest-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM) {
+			continue // its owner is alive
+		}
+		orphan := &Cluster{dir: dir, binDir: binDir}
+		if os.Geteuid() == 0 {
+			if u, err := user.Lookup(Superuser); err == nil {
+				uid, _ := strconv.Atoi(u.Uid)
+				gid, _ := strconv.Atoi(u.Gid)
+				orphan.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+			}
+		}
+		_ = orphan.Close() // best effort, see above
 	}
 }
 

@@ -2,8 +2,14 @@ package pgtest_test
 
 import (
 	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -82,4 +88,29 @@ func mustConnConfig(t *testing.T, cfg interface {
 		t.Fatal(err)
 	}
 	return cc
+}
+
+// TestReapsOrphans: a cluster whose owner died without closing it (a
+// killed test run) is stopped and removed by the next New.
+func TestReapsOrphans(t *testing.T) {
+	orphan, err := pgtest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(orphan.LogFile())
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Start(t)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the orphan's directory %s is still there (%v)", dir, err)
+	}
+	if conn, err := net.DialTimeout("tcp", orphan.Address(), time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the orphan still listens on %s", orphan.Address())
+	}
 }
