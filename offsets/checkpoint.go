@@ -1,0 +1,137 @@
+// Package offsets holds pgkafka's checkpoint: how far the capture has
+// reached, kept in a compacted Kafka topic (one record per connector name)
+// and written inside the same Kafka transaction as the data it covers, so
+// the two never disagree.
+package offsets
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Version is the checkpoint format written.
+const Version = 1
+
+// State is a table's capture state.
+type State string
+
+// Table states.
+const (
+	StateStreaming   State = "streaming"
+	StateBackfilling State = "backfilling"
+	StateSkipped     State = "skipped"
+)
+
+// Checkpoint is the capture's progress. The zero value is "nothing yet".
+type Checkpoint struct {
+	// LSN is where streaming resumes: the end of the last PostgreSQL
+	// transaction wholly in Kafka, or a position the server reported when
+	// nothing before it was left to capture. Every change below it is in
+	// Kafka; a change at or below it that PostgreSQL sends again is dropped.
+	LSN pglogrepl.LSN
+	// CommitTime is the commit time of the last transaction captured, for
+	// the lag in seconds.
+	CommitTime time.Time
+	// Partial marks a transaction larger than kafka.maxTransactionRecords
+	// that is partly in Kafka: its first Changes changes are.
+	Partial *Partial
+	// Tables holds each captured table's state, by "<schema>.<table>".
+	Tables map[string]TableState
+	// UpdatedAt is when the checkpoint was written.
+	UpdatedAt time.Time
+}
+
+// Partial is the part of one transaction already in Kafka.
+type Partial struct {
+	// CommitLSN is the transaction's commit LSN, known from its begin.
+	CommitLSN pglogrepl.LSN
+	Xid       uint32
+	// Changes counts its row changes (inserts, updates, deletes, truncates)
+	// whose records are in Kafka.
+	Changes int64
+}
+
+// TableState is one table's capture state.
+type TableState struct {
+	State State `json:"state"`
+	// Cursor is the backfill's last key read, in the backfill's encoding.
+	Cursor json.RawMessage `json:"cursor,omitempty"`
+}
+
+// Clone returns a deep copy.
+func (c *Checkpoint) Clone() *Checkpoint {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	if c.Partial != nil {
+		p := *c.Partial
+		out.Partial = &p
+	}
+	out.Tables = maps.Clone(c.Tables)
+	return &out
+}
+
+// jsonCheckpoint is the human-readable form in the offsets topic: LSNs are
+// written as PostgreSQL prints them.
+type jsonCheckpoint struct {
+	Version    int                   `json:"version"`
+	LSN        string                `json:"lsn"`
+	CommitTime *time.Time            `json:"commitTime,omitempty"`
+	Partial    *jsonPartial          `json:"partial,omitempty"`
+	Tables     map[string]TableState `json:"tables,omitempty"`
+	UpdatedAt  time.Time             `json:"updatedAt"`
+}
+
+type jsonPartial struct {
+	CommitLSN string `json:"commitLsn"`
+	Xid       uint32 `json:"xid"`
+	Changes   int64  `json:"changes"`
+}
+
+// MarshalJSON writes the offsets topic's form.
+func (c *Checkpoint) MarshalJSON() ([]byte, error) {
+	j := jsonCheckpoint{Version: Version, LSN: c.LSN.String(), Tables: c.Tables, UpdatedAt: c.UpdatedAt.UTC()}
+	if !c.CommitTime.IsZero() {
+		t := c.CommitTime.UTC()
+		j.CommitTime = &t
+	}
+	if p := c.Partial; p != nil {
+		j.Partial = &jsonPartial{CommitLSN: p.CommitLSN.String(), Xid: p.Xid, Changes: p.Changes}
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads the offsets topic's form.
+func (c *Checkpoint) UnmarshalJSON(b []byte) error {
+	var j jsonCheckpoint
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if j.Version != Version {
+		return fmt.Errorf("checkpoint version %d: this pgkafka reads version %d", j.Version, Version)
+	}
+	lsn, err := pglogrepl.ParseLSN(j.LSN)
+	if err != nil {
+		return fmt.Errorf("checkpoint lsn %q: %w", j.LSN, err)
+	}
+	*c = Checkpoint{LSN: lsn, Tables: j.Tables, UpdatedAt: j.UpdatedAt}
+	if j.CommitTime != nil {
+		c.CommitTime = *j.CommitTime
+	}
+	if p := j.Partial; p != nil {
+		commit, err := pglogrepl.ParseLSN(p.CommitLSN)
+		if err != nil {
+			return fmt.Errorf("checkpoint partial.commitLsn %q: %w", p.CommitLSN, err)
+		}
+		if p.Changes < 1 {
+			return fmt.Errorf("checkpoint partial.changes %d: want at least 1", p.Changes)
+		}
+		c.Partial = &Partial{CommitLSN: commit, Xid: p.Xid, Changes: p.Changes}
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package offsets_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgkafka/pgkafka/offsets"
+)
+
+func TestCheckpointJSON(t *testing.T) {
+	at := time.Date(2026, 11, 25, 8, 0, 0, 123456000, time.UTC)
+	c := &offsets.Checkpoint{
+		LSN: 0x16B3748, CommitTime: at, UpdatedAt: at.Add(time.Second),
+		Partial: &offsets.Partial{CommitLSN: 0x1700000, Xid: 771, Changes: 50000},
+		Tables: map[string]offsets.TableState{
+			"public.orders": {State: offsets.StateStreaming},
+			"public.items":  {State: offsets.StateBackfilling, Cursor: json.RawMessage(`[42,"x"]`)},
+		},
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"version":1`, `"lsn":"0/16B3748"`, `"commitLsn":"0/1700000"`, `"changes":50000`, `"state":"backfilling"`, `"cursor":[42,"x"]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	var back offsets.Checkpoint
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := json.Marshal(&back)
+	if string(again) != string(b) {
+		t.Fatalf("round trip:\n%s\n%s", b, again)
+	}
+	for _, bad := range []string{`{"version":2,"lsn":"0/1"}`, `{"version":1,"lsn":"nope"}`, `{"version":1,"lsn":"0/1","partial":{"commitLsn":"0/2","changes":0}}`, `[`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func newBroker(t *testing.T) (*kfake.Cluster, []kgo.Opt) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+}
+
+// txWrite writes records in one transaction of producer id, committed or not.
+func txWrite(t *testing.T, opts []kgo.Opt, id string, commit bool, recs ...*kgo.Record) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append(opts, kgo.TransactionalID(id))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if commit {
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+	}
+	return cl // open transaction: the caller closes
+}
+
+func cpRecord(t *testing.T, name string, lsn uint64) *kgo.Record {
+	t.Helper()
+	c := &offsets.Checkpoint{LSN: pglogrepl.LSN(lsn)}
+	r, err := c.Record("offs", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestLoad(t *testing.T) {
+	_, opts := newBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+
+	if c, err := offsets.Load(ctx, opts, "offs", "shop"); err != nil || c != nil {
+		t.Fatalf("missing topic: %v %v", c, err)
+	}
+	created, err := offsets.EnsureTopic(ctx, kadm.NewClient(adm), "offs", 1)
+	if err != nil || !created {
+		t.Fatalf("EnsureTopic: %v %v", created, err)
+	}
+	if created, err := offsets.EnsureTopic(ctx, kadm.NewClient(adm), "offs", 1); err != nil || created {
+		t.Fatalf("EnsureTopic again: %v %v", created, err)
+	}
+	cfgs, err := kadm.NewClient(adm).DescribeTopicConfigs(ctx, "offs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cfgs.On("offs", nil); err != nil || !strings.Contains(configValue(v, "cleanup.policy"), "compact") {
+		t.Errorf("offsets topic cleanup.policy %q (%v)", configValue(v, "cleanup.policy"), err)
+	}
+	if c, err := offsets.Load(ctx, opts, "offs", "shop"); err != nil || c != nil {
+		t.Fatalf("empty topic: %v %v", c, err)
+	}
+
+	txWrite(t, opts, "shop", true, cpRecord(t, "shop", 100), cpRecord(t, "other", 900))
+	txWrite(t, opts, "shop", true, cpRecord(t, "shop", 200))
+	txWrite(t, opts, "other", true, cpRecord(t, "other", 950))
+	// An aborted transaction and one still open: neither counts.
+	aborted := txWrite(t, opts, "shop-aborted", false, cpRecord(t, "shop", 300))
+	if err := aborted.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	aborted.Close()
+	open := txWrite(t, opts, "shop-open", false, cpRecord(t, "shop", 400))
+
+	c, err := offsets.Load(ctx, opts, "offs", "shop")
+	if err != nil || c == nil || c.LSN != 200 {
+		t.Fatalf("Load: %+v %v, want LSN 0/C8", c, err)
+	}
+	if c, err := offsets.Load(ctx, opts, "offs", "other"); err != nil || c == nil || c.LSN != 950 {
+		t.Fatalf("Load other: %+v %v", c, err)
+	}
+
+	// Nothing past an open transaction is visible: pgkafka fences (and so
+	// aborts) its predecessor's before it loads.
+	if err := open.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	open.Close()
+
+	// A tombstone resets.
+	txWrite(t, opts, "shop", true, &kgo.Record{Topic: "offs", Key: []byte("shop")})
+	if c, err := offsets.Load(ctx, opts, "offs", "shop"); err != nil || c != nil {
+		t.Fatalf("after a tombstone: %+v %v", c, err)
+	}
+	// Garbage is an error that says what to do.
+	txWrite(t, opts, "shop", true, &kgo.Record{Topic: "offs", Key: []byte("shop"), Value: []byte("{")})
+	if _, err := offsets.Load(ctx, opts, "offs", "shop"); !errors.Is(err, offsets.ErrUnreadable) || !strings.Contains(err.Error(), "tombstone") {
+		t.Fatalf("garbage checkpoint: %v", err)
+	}
+}
+
+func TestEnsureTopicRefusesPartitions(t *testing.T) {
+	_, opts := newBroker(t)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	if _, err := adm.CreateTopic(ctx, 3, 1, nil, "offs"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := offsets.EnsureTopic(ctx, adm, "offs", 1); !errors.Is(err, offsets.ErrUnreadable) || !strings.Contains(err.Error(), "3 partitions") {
+		t.Fatalf("EnsureTopic on 3 partitions: %v", err)
+	}
+}
+
+func configValue(rc kadm.ResourceConfig, key string) string {
+	for _, c := range rc.Configs {
+		if c.Key == key && c.Value != nil {
+			return *c.Value
+		}
+	}
+	return ""
+}
