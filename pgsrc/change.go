@@ -96,8 +96,10 @@ type Change struct {
 	// EndLSN is, for a commit, the end of the transaction: the position to
 	// confirm once everything before it is durable downstream.
 	EndLSN pglogrepl.LSN
-	// Xid and CommitTime are those of the enclosing transaction.
+	// Xid, CommitLSN and CommitTime are those of the enclosing transaction:
+	// its begin message announces its commit's LSN and time.
 	Xid        uint32
+	CommitLSN  pglogrepl.LSN
 	CommitTime time.Time
 	// Rel is the relation of a row change or of OpRelation.
 	Rel *Relation

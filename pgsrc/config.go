@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Secret is a string that never prints: String, GoString and LogValue redact it.
@@ -56,6 +57,10 @@ type Advanced struct {
 	// SSLMode overrides libpq's sslmode: disable, allow, prefer, require,
 	// verify-ca or verify-full.
 	SSLMode string `koanf:"sslmode"`
+	// HeartbeatInterval is how often a row is written to the watermarks
+	// table, so the slot advances even when only other databases of the
+	// server write (0 disables).
+	HeartbeatInterval time.Duration `koanf:"heartbeatInterval"`
 }
 
 // SetDefaults fills the fields left empty with the specification's defaults.
@@ -78,6 +83,9 @@ func (c *Config) SetDefaults() {
 	}
 	if a.WatermarksTable == "" {
 		a.WatermarksTable = "public.flow_watermarks"
+	}
+	if a.HeartbeatInterval == 0 {
+		a.HeartbeatInterval = time.Minute
 	}
 }
 
@@ -123,6 +131,9 @@ func (c *Config) Validate() error {
 		if _, _, err := SplitTableName(t); err != nil {
 			bad("advanced.skip_backfills", "%v", err)
 		}
+	}
+	if a.HeartbeatInterval < 0 {
+		bad("advanced.heartbeatInterval", "%s is negative (0 disables heartbeats)", a.HeartbeatInterval)
 	}
 	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
 		bad("advanced.sslmode", "%q is not one of %s", a.SSLMode, strings.Join(sslModes, ", "))

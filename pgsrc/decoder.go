@@ -20,6 +20,7 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
 type Decoder struct {
 	rels       map[uint32]*Relation
 	xid        uint32
+	commitLSN  pglogrepl.LSN
 	commitTime time.Time
 }
 
@@ -36,7 +37,7 @@ func (d *Decoder) Relation(id uint32) *Relation { return d.rels[id] }
 // subslices of it. A message that carries nothing to capture (origin, type,
 // logical message) leaves ch.Op zero.
 func (d *Decoder) Decode(lsn pglogrepl.LSN, data []byte, ch *Change, vals []Value) ([]Value, error) {
-	*ch = Change{LSN: lsn, Xid: d.xid, CommitTime: d.commitTime}
+	*ch = Change{LSN: lsn, Xid: d.xid, CommitLSN: d.commitLSN, CommitTime: d.commitTime}
 	if len(data) == 0 {
 		return vals, fmt.Errorf("empty pgoutput message at LSN %s", lsn)
 	}
@@ -46,9 +47,10 @@ func (d *Decoder) Decode(lsn pglogrepl.LSN, data []byte, ch *Change, vals []Valu
 		if len(data) < 21 {
 			return vals, shortMessage("begin", lsn, len(data))
 		}
+		d.commitLSN = pglogrepl.LSN(binary.BigEndian.Uint64(data[1:9]))
 		d.commitTime = pgTime(int64(binary.BigEndian.Uint64(data[9:17])))
 		d.xid = binary.BigEndian.Uint32(data[17:21])
-		*ch = Change{Op: OpBegin, LSN: lsn, Xid: d.xid, CommitTime: d.commitTime}
+		*ch = Change{Op: OpBegin, LSN: lsn, Xid: d.xid, CommitLSN: d.commitLSN, CommitTime: d.commitTime}
 	case 'C':
 		if len(data) < 26 {
 			return vals, shortMessage("commit", lsn, len(data))

@@ -35,6 +35,7 @@ const (
 	codeInvalidAuthorization  = "28000"
 	codeInvalidCatalogName    = "3D000"
 	codeTooManyConnections    = "53300"
+	codeObjectInUse           = "55006"
 	codeInsufficientPrivilege = "42501"
 	codeDuplicateObject       = "42710"
 	codeInvalidSchemaName     = "3F000"
@@ -165,7 +166,9 @@ func IsRetryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case codeAdminShutdown, codeCrashShutdown, codeCannotConnectNow, codeTooManyConnections:
+		case codeAdminShutdown, codeCrashShutdown, codeCannotConnectNow, codeTooManyConnections,
+			codeObjectInUse: // the slot is still held by a previous instance
+
 			return true
 		}
 		return strings.HasPrefix(pgErr.Code, "08") // connection_exception

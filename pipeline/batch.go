@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"time"
+
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -22,6 +24,10 @@ const (
 type walBatch struct {
 	slab []byte
 	msgs []walMsg
+	// advance, in a batch without messages, is a position the server
+	// reported while nothing read was on its way to Kafka: checkpointing
+	// it lets the slot follow an idle or filtered database.
+	advance pglogrepl.LSN
 }
 
 type walMsg struct {
@@ -44,19 +50,32 @@ type changeBatch struct {
 	wal     *walBatch
 	changes []pgsrc.Change
 	vals    []pgsrc.Value
+	advance pglogrepl.LSN
 }
 
-// recordBatch is what the producer writes as one unit. Record keys and
-// values alias slab. commitLSN is the end LSN of the last PostgreSQL
-// transaction the batch completes (0 if none): once every record is
-// acknowledged, the slot may be confirmed up to it.
+// recordBatch is a run of records in WAL order, cut only between two
+// changes. Record keys and values alias slab.
 type recordBatch struct {
-	recs      []kgo.Record
-	slab      []byte
-	commitLSN pglogrepl.LSN
-	// partial is set when the batch ends inside a transaction (a
-	// transaction larger than one batch).
+	recs []kgo.Record
+	slab []byte
+	// commitLSN is the end LSN of the last PostgreSQL transaction the batch
+	// completes (0 if none), or an idle position (see walBatch.advance):
+	// once Kafka holds the batch and everything before, the checkpoint, and
+	// then the slot, may move up to it. commitTime is that transaction's.
+	commitLSN  pglogrepl.LSN
+	commitTime time.Time
+	// partial is set when the batch ends inside a transaction; tx says how
+	// far into it the batch's records go.
 	partial bool
+	tx      txProgress
+}
+
+// txProgress is how far into one PostgreSQL transaction the records go.
+type txProgress struct {
+	commitLSN pglogrepl.LSN
+	xid       uint32
+	// changes counts its row changes whose records are written.
+	changes int64
 }
 
 func (b *recordBatch) full() bool {

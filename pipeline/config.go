@@ -27,6 +27,9 @@ type Config struct {
 	SchemaRegistry schema.RegistryConfig `koanf:"schemaRegistry"`
 	// Format is the record format.
 	Format schema.FormatConfig `koanf:"format"`
+	// ShutdownTimeout bounds a soft stop (SIGTERM): past it, the open
+	// Kafka transaction is aborted and pgkafka exits.
+	ShutdownTimeout time.Duration `koanf:"shutdownTimeout"`
 }
 
 // Binding is one captured table.
@@ -58,6 +61,15 @@ type KafkaConfig struct {
 	Compression string `koanf:"compression"`
 	// Linger is how long the producer waits to fill a batch.
 	Linger time.Duration `koanf:"linger"`
+	// TransactionWindow is how long a Kafka transaction gathers PostgreSQL
+	// transactions before it commits (it commits only between two).
+	TransactionWindow time.Duration `koanf:"transactionWindow"`
+	// MaxTransactionRecords caps the records of one Kafka transaction: a
+	// PostgreSQL transaction larger than that is split across several, the
+	// checkpoint recording how far into it they are.
+	MaxTransactionRecords int `koanf:"maxTransactionRecords"`
+	// TransactionTimeout is the broker-side timeout of a Kafka transaction.
+	TransactionTimeout time.Duration `koanf:"transactionTimeout"`
 	// Topics configures the topics pgkafka creates.
 	Topics TopicsConfig `koanf:"topics"`
 	// TLS enables TLS to the brokers.
@@ -106,6 +118,18 @@ func (c *Config) SetDefaults() {
 	}
 	if k.Linger == 0 {
 		k.Linger = 5 * time.Millisecond
+	}
+	if k.TransactionWindow == 0 {
+		k.TransactionWindow = 100 * time.Millisecond
+	}
+	if k.MaxTransactionRecords == 0 {
+		k.MaxTransactionRecords = 100_000
+	}
+	if k.TransactionTimeout == 0 {
+		k.TransactionTimeout = time.Minute
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
 	}
 	if k.Topics.Partitions == 0 {
 		k.Topics.Partitions = 1
@@ -204,6 +228,18 @@ func (c *Config) Validate() error {
 	}
 	if k.Linger < 0 || k.Linger > time.Minute {
 		bad("kafka.linger", "%s is outside 0s..1m", k.Linger)
+	}
+	if k.TransactionWindow <= 0 || k.TransactionWindow > time.Minute {
+		bad("kafka.transactionWindow", "%s is outside (0s, 1m]", k.TransactionWindow)
+	}
+	if k.MaxTransactionRecords < 1 {
+		bad("kafka.maxTransactionRecords", "must be at least 1, got %d", k.MaxTransactionRecords)
+	}
+	if k.TransactionTimeout < time.Second || k.TransactionTimeout > 15*time.Minute {
+		bad("kafka.transactionTimeout", "%s is outside [1s, 15m] (the broker's transaction.max.timeout.ms is 15m by default)", k.TransactionTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)
 	}
 	if k.Topics.Partitions < 1 {
 		bad("kafka.topics.partitions", "must be at least 1, got %d", k.Topics.Partitions)

@@ -22,6 +22,9 @@ const (
 	// livenessTimeout fails the stream when the server has sent nothing,
 	// not even a keepalive, for this long.
 	livenessTimeout = 3 * time.Minute
+	// idleAdvanceEvery is how often an idle stream checkpoints the server's
+	// position (a Kafka transaction holding just the checkpoint).
+	idleAdvanceEvery = 5 * time.Second
 )
 
 // readerStage pulls the replication stream into walBatches and alone talks
@@ -34,6 +37,8 @@ type readerStage struct {
 	inTx          bool          // between a begin and its commit
 	lastCommitEnd pglogrepl.LSN // end LSN of the last commit read
 	keepaliveEnd  pglogrepl.LSN // server WAL end of the last keepalive
+	advanced      pglogrepl.LSN // last idle position sent downstream
+	lastAdvance   time.Time
 	confirmed     pglogrepl.LSN // last LSN sent in a standby status
 	lastRecv      time.Time
 }
@@ -123,11 +128,30 @@ func (s *readerStage) run(ctx, soft context.Context, out chan<- *walBatch) error
 			b = &walBatch{}
 		}
 		if !now.Before(nextStatus) {
+			if len(b.msgs) == 0 {
+				s.advanceIdle(out, now)
+			}
 			if err := s.status(ctx); err != nil {
 				return err
 			}
 			nextStatus = now.Add(statusInterval)
 		}
+	}
+}
+
+// advanceIdle sends the server's position downstream, to be checkpointed,
+// when nothing read is on its way to Kafka: no open transaction and the
+// last commit read acknowledged. Every change before the position has been
+// read (the stream is in order), so none is skipped by resuming there.
+func (s *readerStage) advanceIdle(out chan<- *walBatch, now time.Time) {
+	committed := pglogrepl.LSN(s.committed.Load())
+	if s.inTx || committed < s.lastCommitEnd || s.keepaliveEnd <= max(committed, s.advanced) || now.Sub(s.lastAdvance) < idleAdvanceEvery {
+		return
+	}
+	select {
+	case out <- &walBatch{advance: s.keepaliveEnd}:
+		s.advanced, s.lastAdvance = s.keepaliveEnd, now
+	default: // the pipeline is busy: not idle after all
 	}
 }
 
@@ -173,15 +197,10 @@ func (s *readerStage) sendWithStatus(ctx context.Context, out chan<- *walBatch, 
 
 // status confirms to the slot what Kafka holds.
 func (s *readerStage) status(ctx context.Context) error {
-	lsn := pglogrepl.LSN(s.committed.Load())
-	// Invariant: the slot is confirmed only up to the end of a transaction
-	// whose records Kafka acknowledged, and the keepalive position only when
-	// nothing read is still on its way to Kafka (no open transaction and the
-	// last commit read is acknowledged): the slot follows Kafka, never leads.
-	if !s.inTx && lsn >= s.lastCommitEnd {
-		lsn = max(lsn, s.keepaliveEnd)
-	}
-	lsn = max(lsn, s.confirmed)
+	// Invariant: the slot is confirmed only up to the LSN of the last
+	// checkpoint committed in Kafka (the producer publishes it after
+	// EndTransaction), and only forward: the slot follows Kafka, never leads.
+	lsn := max(pglogrepl.LSN(s.committed.Load()), s.confirmed)
 	if err := s.src.SendStatus(ctx, lsn); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
 	"github.com/pgkafka/pgkafka/schema"
 )
@@ -34,6 +35,7 @@ type Runner struct {
 	stop     chan struct{}
 
 	committed atomic.Uint64
+	readyOnce sync.Once
 	ready     chan struct{}
 }
 
@@ -50,16 +52,80 @@ func NewRunner(cfg Config, log *slog.Logger) (*Runner, error) {
 // Run returns nil.
 func (r *Runner) Stop() { r.stopOnce.Do(func() { close(r.stop) }) }
 
-// Ready is closed once replication has started (for tests and the demo).
+// Ready is closed once replication has first started (for tests and the demo).
 func (r *Runner) Ready() <-chan struct{} { return r.ready }
 
 // CommittedLSN is the end LSN of the last transaction Kafka acknowledged.
 func (r *Runner) CommittedLSN() pglogrepl.LSN { return pglogrepl.LSN(r.committed.Load()) }
 
-// Run sets up the prerequisites and streams until Stop (nil) or until ctx
-// ends or a stage fails (the error, wrapped with its stage). It may be
-// called once.
+// Retry pacing of failed sessions.
+const (
+	retryFirst = 500 * time.Millisecond
+	retryMax   = 30 * time.Second
+	// retryHealthy is how long a session must have run for the next failure
+	// to be retried at once again.
+	retryHealthy = time.Minute
+)
+
+// Run captures until Stop (nil) or until ctx ends or a failure that a
+// retry cannot mend (the error). Once streaming has started, a session that
+// fails on a lost connection, a restarting server or broker, or a timeout
+// is started anew from the last checkpoint, after a capped exponential
+// backoff. A failure before streaming ever started is returned at once: a
+// misconfigured or unreachable source is for the operator (or the
+// supervisor that restarts pgkafka) to see. It may be called once.
 func (r *Runner) Run(ctx context.Context) error {
+	wait := retryFirst
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := r.session(ctx)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
+		case r.stopping(), !r.started(), !Retryable(err):
+			return err
+		}
+		if time.Since(start) > retryHealthy {
+			attempt, wait = 1, retryFirst
+		}
+		r.log.Warn("capture failed; retrying from the last checkpoint", "err", err, "attempt", attempt, "in", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-r.stop:
+			t.Stop()
+			return nil
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+func (r *Runner) started() bool {
+	select {
+	case <-r.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *Runner) stopping() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// session runs the capture once: prerequisites, fencing, the checkpoint,
+// then the stages until a soft stop (nil) or a failure.
+func (r *Runner) session(ctx context.Context) error {
 	cfg := &r.cfg
 	catalog, err := pgsrc.OpenCatalog(ctx, &cfg.Source)
 	if err != nil {
@@ -83,22 +149,52 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.log.Warn("table has no primary key: its records get a null key and are spread round-robin", "table", refs[i].String())
 		}
 	}
-	if err := pgsrc.Setup(ctx, &cfg.Source, refs, r.log); err != nil {
-		return err
-	}
 
-	opts, err := cfg.Kafka.producerOpts(r.log.With("component", "kafka"))
+	// Kafka first: fence any other instance of this name (which aborts its
+	// open transaction), then read the checkpoint up to the end.
+	kafkaLog := r.log.With("component", "kafka")
+	opts, err := cfg.Kafka.producerOpts(kafkaLog)
 	if err != nil {
 		return err
 	}
-	client, err := kgo.NewClient(opts...)
+	client, err := kgo.NewClient(append(opts,
+		kgo.TransactionalID(cfg.Name),
+		kgo.TransactionTimeout(cfg.Kafka.TransactionTimeout),
+	)...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer client.Close()
-	if err := createTopics(ctx, kadm.NewClient(client), cfg.Kafka.Topics, topics, r.log); err != nil {
+	if _, _, err := client.ProducerID(ctx); err != nil {
+		if isFenced(err) {
+			return fmt.Errorf("%w: another pgkafka with name %q took over while this one started: %v", ErrFenced, cfg.Name, err)
+		}
+		return fmt.Errorf("kafka at %v: initializing the transactional producer %q: %w", cfg.Kafka.Brokers, cfg.Name, err)
+	}
+	adm := kadm.NewClient(client)
+	if created, err := offsets.EnsureTopic(ctx, adm, cfg.Kafka.OffsetsTopic, cfg.Kafka.Topics.ReplicationFactor); err != nil {
+		return fmt.Errorf("kafka at %v: %w", cfg.Kafka.Brokers, err)
+	} else if created {
+		r.log.Info("offsets topic created", "topic", cfg.Kafka.OffsetsTopic)
+	}
+	if err := createTopics(ctx, adm, cfg.Kafka.Topics, topics, r.log); err != nil {
 		return fmt.Errorf("kafka at %v: %w", cfg.Kafka.Brokers, err)
 	}
+	clientOpts, err := cfg.Kafka.clientOpts(kafkaLog)
+	if err != nil {
+		return err
+	}
+	cp, err := offsets.Load(ctx, clientOpts, cfg.Kafka.OffsetsTopic, cfg.Name)
+	if err != nil {
+		return err
+	}
+	if err := r.checkSlot(ctx, catalog, cp); err != nil {
+		return err
+	}
+	if err := pgsrc.Setup(ctx, &cfg.Source, refs, r.log); err != nil {
+		return err
+	}
+
 	registry, err := schema.NewRegistry(cfg.SchemaRegistry)
 	if err != nil {
 		return err
@@ -107,13 +203,30 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("format.envelope: %w", err)
 	}
-
-	src, err := pgsrc.StartReader(ctx, &cfg.Source, 0, r.log.With("stage", "reader"))
+	var start pglogrepl.LSN
+	if cp != nil {
+		start = cp.LSN
+		for {
+			cur := r.committed.Load()
+			if uint64(cp.LSN) <= cur || r.committed.CompareAndSwap(cur, uint64(cp.LSN)) {
+				break
+			}
+		}
+		r.log.Info("resuming from the checkpoint", "lsn", cp.LSN.String(), "partial", cp.Partial != nil)
+	}
+	src, err := pgsrc.StartReader(ctx, &cfg.Source, start, r.log.With("stage", "reader"))
 	if err != nil {
 		return err
 	}
 	defer r.closeLogged("replication connection", src.Close)
-	close(r.ready)
+	var heart *pgsrc.Watermarks
+	if cfg.Source.Advanced.HeartbeatInterval > 0 {
+		if heart, err = pgsrc.OpenWatermarks(ctx, &cfg.Source); err != nil {
+			return err
+		}
+		defer r.closeLogged("heartbeat connection", heart.Close)
+	}
+	r.readyOnce.Do(func() { close(r.ready) })
 
 	soft, softCancel := context.WithCancel(ctx)
 	defer softCancel()
@@ -132,16 +245,26 @@ func (r *Runner) Run(ctx context.Context) error {
 	reader := &readerStage{src: src, committed: &r.committed, log: r.log.With("stage", "reader")}
 	decoder := &decoderStage{dec: pgsrc.NewDecoder()}
 	serializer := &serializerStage{
-		cfg: cfg, catalog: catalog, registry: registry, envelope: env,
+		cfg: cfg, catalog: catalog, registry: registry, envelope: env, resume: cp,
 		source: schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database},
 		log:    r.log.With("stage", "serializer"),
 		bound:  bound, tables: make(map[uint32]*tableCodec),
 	}
-	producer := &producerStage{client: client, committed: &r.committed, log: r.log.With("stage", "producer")}
+	producer := &producerStage{
+		client: client, committed: &r.committed, cp: cp,
+		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,
+		window: cfg.Kafka.TransactionWindow, maxRecords: cfg.Kafka.MaxTransactionRecords,
+		log: r.log.With("stage", "producer"),
+	}
 	g.Go(func() error { return stage("reader", reader.run(gctx, softOf(gctx, soft), walCh)) })
 	g.Go(func() error { return stage("decoder", decoder.run(gctx, walCh, changeCh)) })
 	g.Go(func() error { return stage("serializer", serializer.run(gctx, changeCh, recordCh)) })
 	g.Go(func() error { return stage("producer", producer.run(gctx, recordCh)) })
+	if heart != nil {
+		g.Go(func() error {
+			return stage("heartbeat", heartbeat(softOf(gctx, soft), heart, cfg.Source.Advanced.HeartbeatInterval))
+		})
+	}
 	r.log.Info("capturing", "tables", len(refs), "slot", cfg.Source.Advanced.SlotName)
 	if err := g.Wait(); err != nil {
 		return err
@@ -154,6 +277,52 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.log.Info("stopped", "lsn", r.CommittedLSN().String())
 	return nil
+}
+
+// checkSlot refuses to resume from a checkpoint the slot cannot serve: a
+// slot gone or invalidated has lost the WAL since, and a slot confirmed
+// past the checkpoint has let changes go that Kafka never got.
+func (r *Runner) checkSlot(ctx context.Context, catalog *pgsrc.Catalog, cp *offsets.Checkpoint) error {
+	if cp == nil {
+		return nil
+	}
+	cfg := &r.cfg
+	slot, err := catalog.Slot(ctx, cfg.Source.Advanced.SlotName)
+	if err != nil {
+		return err
+	}
+	reset := fmt.Sprintf("to start over from the current state of the database, delete the checkpoint (produce a tombstone with key %q to topic %q) and the slot if it remains, then restart: a new slot is created", cfg.Name, cfg.Kafka.OffsetsTopic)
+	switch {
+	case !slot.Exists:
+		return fmt.Errorf("%w: slot %q does not exist but the checkpoint in %q is at LSN %s: the changes since cannot be read again; %s",
+			ErrSlotLost, slot.Name, cfg.Kafka.OffsetsTopic, cp.LSN, reset)
+	case slot.Lost():
+		return fmt.Errorf("%w: slot %q was invalidated by PostgreSQL (wal_status lost, see max_slot_wal_keep_size) after the checkpoint at LSN %s: the changes since are gone; %s",
+			ErrSlotLost, slot.Name, cp.LSN, reset)
+	case slot.ConfirmedFlush > cp.LSN:
+		return fmt.Errorf("%w: slot %q is confirmed up to LSN %s but the checkpoint in %q is at LSN %s: another consumer of the slot, or a restored topic, let changes go that Kafka does not hold; %s",
+			ErrSlotAhead, slot.Name, slot.ConfirmedFlush, cfg.Kafka.OffsetsTopic, cp.LSN, reset)
+	}
+	return nil
+}
+
+// heartbeat writes the watermarks table every interval until ctx ends.
+func heartbeat(ctx context.Context, w *pgsrc.Watermarks, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			if err := w.Write(ctx, "heartbeat "+now.UTC().Format(time.RFC3339)); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+	}
 }
 
 // softOf is the soft-stop context of the reader: it ends on Stop or when

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
 	"github.com/pgkafka/pgkafka/schema"
 )
@@ -26,6 +27,8 @@ type serializerStage struct {
 	source   schema.Source
 	log      *slog.Logger
 
+	// resume is the checkpoint the session started from (nil: none).
+	resume *offsets.Checkpoint
 	// bound maps each captured table to its description at start.
 	bound map[pgsrc.TableRef]*pgsrc.Table
 	// tables caches, per relation ID, the codec of its latest shape.
@@ -47,8 +50,13 @@ type tableCodec struct {
 
 func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out chan<- *recordBatch) error {
 	defer close(out)
-	rb := &recordBatch{}
-	inTx := false
+	var (
+		rb       = &recordBatch{}
+		inTx     bool
+		tx       txProgress
+		skipAll  bool  // the transaction is wholly in Kafka already
+		skipUpTo int64 // its first skipUpTo changes are
+	)
 	for cb := range in {
 		now := time.Now().UnixMilli()
 		for i := range cb.changes {
@@ -56,10 +64,13 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 			switch ch.Op {
 			case pgsrc.OpBegin:
 				inTx = true
+				tx = txProgress{commitLSN: ch.CommitLSN, xid: ch.Xid}
+				skipAll, skipUpTo = s.inKafka(ch.CommitLSN)
 			case pgsrc.OpCommit:
 				inTx = false
-				rb.commitLSN = ch.EndLSN
-				rb.partial = false
+				if !skipAll {
+					rb.commitLSN, rb.commitTime = ch.EndLSN, ch.CommitTime
+				}
 				if rb.full() {
 					if err := send(ctx, out, rb); err != nil {
 						return err
@@ -71,13 +82,17 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 					return err
 				}
 			default:
+				tx.changes++
+				if skipAll || tx.changes <= skipUpTo {
+					continue // Kafka has it: PostgreSQL sent it again
+				}
 				if err := s.encode(ctx, ch, now, rb); err != nil {
 					return err
 				}
 				if inTx && rb.full() {
-					// A transaction larger than a batch: cut it; nothing
-					// new is confirmed until its commit.
-					rb.partial = true
+					// A transaction larger than a batch: cut it between
+					// two changes; its progress goes with the batch.
+					rb.partial, rb.tx = true, tx
 					if err := send(ctx, out, rb); err != nil {
 						return err
 					}
@@ -85,21 +100,42 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 				}
 			}
 		}
-		if len(rb.recs) > 0 || rb.commitLSN != 0 {
-			if !inTx || rb.full() {
-				rb.partial = inTx
-				if err := send(ctx, out, rb); err != nil {
-					return err
-				}
-				rb = &recordBatch{}
+		if cb.advance != 0 && !inTx {
+			rb.commitLSN = max(rb.commitLSN, cb.advance)
+		}
+		if !inTx && (len(rb.recs) > 0 || rb.commitLSN != 0) {
+			if err := send(ctx, out, rb); err != nil {
+				return err
 			}
+			rb = &recordBatch{}
 		}
 	}
-	if len(rb.recs) > 0 || rb.commitLSN != 0 {
-		rb.partial = inTx
+	// The reader ends only between transactions; anything else is a failure
+	// upstream, and the open transaction is resent after the restart.
+	if !inTx && (len(rb.recs) > 0 || rb.commitLSN != 0) {
 		return send(ctx, out, rb)
 	}
 	return nil
+}
+
+// inKafka tells, from the checkpoint resumed from, whether the transaction
+// committing at commitLSN is wholly in Kafka, or how many of its first
+// changes are.
+//
+// Invariant: a change at or below the checkpoint is never produced twice.
+// The checkpoint's LSN is the end of the last transaction in Kafka (or an
+// idle position), so a transaction whose commit LSN is below it is in.
+func (s *serializerStage) inKafka(commitLSN pglogrepl.LSN) (all bool, first int64) {
+	cp := s.resume
+	switch {
+	case cp == nil:
+		return false, 0
+	case commitLSN < cp.LSN:
+		return true, 0
+	case cp.Partial != nil && cp.Partial.CommitLSN == commitLSN:
+		return false, cp.Partial.Changes
+	}
+	return false, 0
 }
 
 // table returns the codec of rel's current shape, building it (and

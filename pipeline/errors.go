@@ -1,0 +1,51 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/pgkafka/pgkafka/offsets"
+	"github.com/pgkafka/pgkafka/pgsrc"
+)
+
+var (
+	// ErrFenced reports that another instance with the same name took over.
+	ErrFenced = errors.New("fenced")
+	// ErrSlotLost reports a slot gone or invalidated while a checkpoint
+	// exists: the changes since cannot be read again.
+	ErrSlotLost = errors.New("replication slot lost")
+	// ErrSlotAhead reports a slot confirmed past the checkpoint: the changes
+	// in between were confirmed without reaching Kafka.
+	ErrSlotAhead = errors.New("replication slot ahead of the checkpoint")
+)
+
+// isFenced reports the errors a fenced transactional producer sees: not
+// always PRODUCER_FENCED.
+func isFenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.InvalidTxnState) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// Retryable reports whether a failed session may be retried from the last
+// checkpoint: a lost connection, a server or broker restarting, a timeout.
+// Fencing, a lost slot, an unreadable checkpoint, bad input and refused
+// prerequisites are not.
+func Retryable(err error) bool {
+	var prereq *pgsrc.PrerequisiteError
+	var notFound *pgsrc.TableNotFoundError
+	switch {
+	case err == nil, errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, ErrFenced), isFenced(err), errors.Is(err, ErrSlotLost), errors.Is(err, ErrSlotAhead),
+		errors.Is(err, offsets.ErrUnreadable), errors.Is(err, pgsrc.ErrSlotInvalidated), errors.Is(err, pgsrc.ErrSlotMismatch),
+		errors.As(err, &prereq), errors.As(err, &notFound):
+		return false
+	case pgsrc.IsRetryable(err), kerr.IsRetriable(err), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
+}
