@@ -25,6 +25,9 @@ var (
 	// ErrSlotMismatch: a slot of the configured name exists for another
 	// plugin or database.
 	ErrSlotMismatch = errors.New("replication slot belongs to another plugin or database")
+	// ErrSlotActive: another connection streams from the slot (a previous
+	// instance not yet gone, or another consumer).
+	ErrSlotActive = errors.New("replication slot in use")
 	// ErrNotPermitted: a setup step needs a privilege the role lacks.
 	ErrNotPermitted = errors.New("not permitted")
 )

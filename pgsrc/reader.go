@@ -135,6 +135,8 @@ func classifyStart(err error, slot, pub string) error {
 			return fmt.Errorf("%w: slot %q does not exist (it is created at start when the role may)", err, slot)
 		case "55000": // object_not_in_prerequisite_state: invalidated slot
 			return fmt.Errorf("%w: %w", ErrSlotInvalidated, err)
+		case codeObjectInUse: // another walsender holds the slot
+			return fmt.Errorf("%w: %w (a previous pgkafka of this name not yet gone, or another consumer of slot %q)", ErrSlotActive, err, slot)
 		}
 	}
 	return err

@@ -182,3 +182,5 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	}
 	l.log.Log(context.Background(), lv, msg, keyvals...)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -71,9 +71,10 @@ const (
 // retry cannot mend (the error). Once streaming has started, a session that
 // fails on a lost connection, a restarting server or broker, or a timeout
 // is started anew from the last checkpoint, after a capped exponential
-// backoff. A failure before streaming ever started is returned at once: a
-// misconfigured or unreachable source is for the operator (or the
-// supervisor that restarts pgkafka) to see. It may be called once.
+// backoff. A failure before streaming ever started is returned at once (a
+// misconfigured or unreachable source is for the operator, or the
+// supervisor that restarts pgkafka, to see), but for a slot still held by
+// a predecessor, which is waited for. It may be called once.
 func (r *Runner) Run(ctx context.Context) error {
 	wait := retryFirst
 	for attempt := 1; ; attempt++ {
@@ -84,7 +85,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		case ctx.Err() != nil:
 			return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
-		case r.stopping(), !r.started(), !Retryable(err):
+		case r.stopping(), !Retryable(err):
+			return err
+		case !r.started() && !errors.Is(err, pgsrc.ErrSlotActive):
+			// Before streaming ever started, only a slot still held by a
+			// predecessor (fenced, about to go) is worth waiting for.
 			return err
 		}
 		if time.Since(start) > retryHealthy {
@@ -250,8 +255,22 @@ func (r *Runner) session(ctx context.Context) error {
 		log:    r.log.With("stage", "serializer"),
 		bound:  bound, tables: make(map[uint32]*tableCodec),
 	}
+	// The checkpoints of this session name its tables' states.
+	base := cp.Clone()
+	if base == nil {
+		// The first checkpoint starts where the slot does.
+		slot, err := catalog.Slot(ctx, cfg.Source.Advanced.SlotName)
+		if err != nil {
+			return err
+		}
+		base = &offsets.Checkpoint{LSN: slot.ConfirmedFlush}
+	}
+	base.Tables = make(map[string]offsets.TableState, len(refs))
+	for _, ref := range refs {
+		base.Tables[ref.String()] = offsets.TableState{State: offsets.StateStreaming}
+	}
 	producer := &producerStage{
-		client: client, committed: &r.committed, cp: cp,
+		client: client, committed: &r.committed, cp: base,
 		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,
 		window: cfg.Kafka.TransactionWindow, maxRecords: cfg.Kafka.MaxTransactionRecords,
 		log: r.log.With("stage", "producer"),

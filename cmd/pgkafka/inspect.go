@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
 	"github.com/pgkafka/pgkafka/pipeline"
@@ -94,4 +95,49 @@ func runCheck(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 		return fmt.Errorf("%d of %d prerequisites failed: apply the fixes above (as a database owner or superuser), then run pgkafka check again", failed, len(results))
 	}
 	return nil
+}
+
+// runStatus prints the checkpoint, the slot and its lag, and each table's
+// state.
+func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
+	st, err := pipeline.ReadStatus(ctx, cfg, time.Now())
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	if cp := st.Checkpoint; cp == nil {
+		fmt.Fprintf(&b, "checkpoint  none yet in %s (key %q)\n", cfg.Kafka.OffsetsTopic, cfg.Name)
+	} else {
+		fmt.Fprintf(&b, "checkpoint  LSN %s, written %s", cp.LSN, cp.UpdatedAt.UTC().Format(time.RFC3339))
+		if !cp.CommitTime.IsZero() {
+			fmt.Fprintf(&b, ", last commit captured %s", cp.CommitTime.UTC().Format(time.RFC3339Nano))
+		}
+		b.WriteString("\n")
+		if p := cp.Partial; p != nil {
+			fmt.Fprintf(&b, "            inside transaction %d (commit LSN %s): %d changes in Kafka\n", p.Xid, p.CommitLSN, p.Changes)
+		}
+	}
+	if s := st.Slot; !s.Exists {
+		fmt.Fprintf(&b, "slot        %s does not exist\n", s.Name)
+	} else {
+		active := "inactive"
+		if s.Active {
+			active = "active"
+		}
+		walStatus := s.WALStatus
+		if walStatus == "" {
+			walStatus = "n/a"
+		}
+		fmt.Fprintf(&b, "slot        %s: confirmed_flush_lsn %s, restart_lsn %s, wal_status %s, %s; server at %s\n",
+			s.Name, s.ConfirmedFlush, s.Restart, walStatus, active, s.CurrentWAL)
+		fmt.Fprintf(&b, "lag         %d bytes (%.1f s) behind the server; the slot holds %d bytes of WAL\n", st.LagBytes, st.LagSeconds, st.SlotLagBytes)
+	}
+	if len(st.Tables) > 0 {
+		b.WriteString("tables\n")
+		for _, t := range st.Tables {
+			fmt.Fprintf(&b, "  %-40s %-12s topic %s\n", t.Table, t.State, t.Topic)
+		}
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pgkafka/pgkafka/pipeline"
 )
@@ -22,6 +23,7 @@ Usage:
   pgkafka run      -c FILE   backfill, then stream until stopped (SIGINT/SIGTERM)
   pgkafka discover -c FILE   print a bindings: list of every table that can be captured
   pgkafka check    -c FILE   check every prerequisite and print the fix of each failure
+  pgkafka status   -c FILE   the checkpoint, the slot's lag and each table's state
   pgkafka demo               a throwaway PostgreSQL, Kafka broker and schema registry under load
   pgkafka version
 
@@ -91,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "demo":
 		return exit(log, runDemo(ctx, stdout, log))
-	case "run", "discover", "check":
+	case "run", "discover", "check", "status":
 	default:
 		fmt.Fprintf(stderr, "pgkafka: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -109,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exit(log, runCapture(ctx, cfg, log))
 	case "discover":
 		return exit(log, runDiscover(ctx, cfg, stdout))
+	case "status":
+		return exit(log, runStatus(ctx, cfg, stdout))
 	default:
 		return exit(log, runCheck(ctx, cfg, stdout))
 	}
@@ -138,8 +142,9 @@ func exit(log *slog.Logger, err error) int {
 }
 
 // runCapture runs the capture until a signal: the first SIGINT/SIGTERM is a
-// soft stop (finish the transaction in progress, write it, exit 0), the
-// second a hard one.
+// soft stop (finish the transaction in progress, write it, exit 0); a
+// second one, or shutdownTimeout without the soft stop done, is a hard one
+// (abort the open Kafka transaction, exit 1).
 func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger) error {
 	r, err := pipeline.NewRunner(cfg, log)
 	if err != nil {
@@ -155,8 +160,11 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger) erro
 		for sig := range sigs {
 			n++
 			if n == 1 {
-				log.Info("stopping after the transaction in progress; signal again to abort", "signal", sig.String())
+				log.Info("stopping after the transaction in progress; signal again to abort", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.String())
 				r.Stop()
+				time.AfterFunc(cfg.ShutdownTimeout, func() {
+					cancel(fmt.Errorf("no clean stop within shutdownTimeout (%s): aborting", cfg.ShutdownTimeout))
+				})
 				continue
 			}
 			cancel(fmt.Errorf("second %s: aborting", sig))

@@ -380,3 +380,14 @@ func dsn(host string, port int, user, password, db string) string {
 	return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=disable",
 		host, port, q(user), q(password), q(db))
 }
+
+// Restart stops the server the way an operator's fast restart does (every
+// connection, replication included, is cut) and starts it again on the
+// same port.
+func (c *Cluster) Restart() error {
+	if _, err := c.run("pg_ctl", "restart", "-m", "fast", "-w", "-t", strconv.Itoa(int(startTimeout/time.Second)),
+		"-D", c.dataDir(), "-l", c.logFile()); err != nil {
+		return fmt.Errorf("%w\nserver log (%s):\n%s", err, c.logFile(), c.logTail(30))
+	}
+	return nil
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
+)
+
+const countersTopic = "it.public.counters"
+
+// tune adds keys under kafka: and source.advanced of a stack config.
+func tune(t *testing.T, path, kafka, advanced string) string {
+	t.Helper()
+	text := readFile(t, path)
+	if kafka != "" {
+		text = strings.Replace(text, "kafka:\n", "kafka:\n"+kafka, 1)
+	}
+	if advanced != "" {
+		text = strings.Replace(text, "  advanced: {sslmode: disable}\n", "  advanced:\n    sslmode: disable\n"+advanced, 1)
+	}
+	return writeConfig(t, text)
+}
+
+// slotFollowsCheckpoint asserts the slot is not confirmed past the checkpoint.
+func slotFollowsCheckpoint(t *testing.T, s *stack, when string) {
+	t.Helper()
+	cp := checkpoint(t, s.broker.ListenAddrs(), "it")
+	confirmed := slotConfirmed(t, s.db)
+	c, err := pglogrepl.ParseLSN(confirmed)
+	if err != nil {
+		t.Fatalf("slot confirmed_flush_lsn %q: %v", confirmed, err)
+	}
+	var at pglogrepl.LSN
+	if cp != nil {
+		at = cp.LSN
+	}
+	if c > at {
+		t.Fatalf("%s: the slot is confirmed to %s, past the checkpoint %s", when, c, at)
+	}
+}
+
+// TestKilledAtRandomExactlyOnce kills pgkafka with SIGKILL at random
+// instants while transactions commit: a read_committed consumer sees every
+// change once, and the slot is never confirmed past the checkpoint.
+func TestKilledAtRandomExactlyOnce(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 20)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding), "  transactionWindow: 20ms\n", "")
+	c := startCapture(t, path)
+	ctr.seed(t)
+	stop := make(chan struct{})
+	written := ctr.write(t, s.db.DSN(), stop)
+	for i := range 10 {
+		time.Sleep(time.Duration(150+rand.IntN(600)) * time.Millisecond)
+		c.kill(t)
+		slotFollowsCheckpoint(t, s, fmt.Sprintf("after kill %d", i+1))
+		c = startCapture(t, path)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	n := <-written
+	table := ctr.tableState(t)
+	recs := waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, table)
+	c.stop(t)
+	slotFollowsCheckpoint(t, s, "after the clean stop")
+	checkExactlyOnce(t, recs, table)
+	t.Logf("%d writer transactions, %d records, 10 kills", n, len(recs))
+}
+
+// TestPostgresRestartExactlyOnce restarts PostgreSQL under the capture: it
+// retries, resumes from its checkpoint, and loses or repeats nothing.
+func TestPostgresRestartExactlyOnce(t *testing.T) {
+	own := pgtest.Start(t)
+	s := newStack(t)
+	s.db = own.NewDatabase(t)
+	ctr := newCounters(t, s.db, 10)
+	path := writeConfig(t, strings.Replace(readFile(t, s.config(t, "postgres", own.SuperuserPassword(), countersBinding)), cluster.Address(), own.Address(), 1))
+	c := startCapture(t, path)
+	ctr.seed(t)
+	stop := make(chan struct{})
+	written := ctr.write(t, s.db.DSN(), stop)
+	time.Sleep(500 * time.Millisecond)
+	if err := own.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitLog(t, "retrying from the last checkpoint", 30*time.Second)
+	time.Sleep(time.Second)
+	close(stop)
+	n := <-written
+	table := ctr.tableState(t)
+	recs := waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, table)
+	c.stop(t)
+	checkExactlyOnce(t, recs, table)
+	t.Logf("%d writer transactions across a PostgreSQL restart", n)
+}
+
+// TestBrokerRestartExactlyOnce restarts the Kafka broker (persisting to
+// disk) under the capture.
+func TestBrokerRestartExactlyOnce(t *testing.T) {
+	s := newStack(t)
+	dir := t.TempDir()
+	s.broker.Close()
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SyncWrites())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := broker.ListenAddrs()[0]
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	s.broker = broker
+	t.Cleanup(func() { s.broker.Close() })
+	ctr := newCounters(t, s.db, 10)
+	path := s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding)
+	c := startCapture(t, path)
+	ctr.seed(t)
+	stop := make(chan struct{})
+	written := ctr.write(t, s.db.DSN(), stop)
+	time.Sleep(700 * time.Millisecond)
+	s.broker.Close()
+	time.Sleep(500 * time.Millisecond)
+	var p int
+	fmt.Sscan(port, &p)
+	if s.broker, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.SyncWrites(), kfake.Ports(p)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	n := <-written
+	table := ctr.tableState(t)
+	recs := waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, table)
+	c.stop(t)
+	checkExactlyOnce(t, recs, table)
+	t.Logf("%d writer transactions across a broker restart", n)
+}
+
+// TestFencing starts a second instance of the same name: the first stops
+// with exit 1 and a clear message, and the handover loses and repeats
+// nothing.
+func TestFencing(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 10)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding), "", "    heartbeatInterval: 1s\n")
+	first := startCapture(t, path)
+	ctr.seed(t)
+	stop := make(chan struct{})
+	written := ctr.write(t, s.db.DSN(), stop)
+	time.Sleep(500 * time.Millisecond)
+	second := startCaptureNoWait(t, path)
+	if code := first.exit(t, 30*time.Second); code != 1 {
+		t.Fatalf("the fenced instance exited %d, want 1:\n%s", code, first.logs)
+	}
+	if logs := first.logs.String(); !strings.Contains(logs, "fenced") || !strings.Contains(logs, `another pgkafka with name \"it\"`) {
+		t.Errorf("the fenced instance does not say it was fenced:\n%s", logs)
+	}
+	second.waitLog(t, `"msg":"capturing"`, time.Minute)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-written
+	table := ctr.tableState(t)
+	recs := waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, table)
+	second.stop(t)
+	checkExactlyOnce(t, recs, table)
+}
+
+// TestLargeTransactionSplitAndKilled: a transaction of 300k rows with
+// kafka.maxTransactionRecords 50k is split across Kafka transactions; a
+// kill in the middle of it resumes inside it, exactly once.
+func TestLargeTransactionSplitAndKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("300k rows")
+	}
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE big (id int PRIMARY KEY, v text)`)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), "  - resource: {namespace: public, stream: big, syncMode: incremental}"),
+		"  maxTransactionRecords: 50000\n", "")
+	c := startCapture(t, path)
+	s.db.Exec(t, `INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, 300000) g`)
+	// Kill once a checkpoint says Kafka holds part of it.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		cp := checkpoint(t, s.broker.ListenAddrs(), "it")
+		if cp != nil && cp.Partial != nil {
+			t.Logf("killing with %d changes of transaction %d in Kafka", cp.Partial.Changes, cp.Partial.Xid)
+			break
+		}
+		if cp != nil && cp.LSN > 0 && cp.Partial == nil && len(readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")) == 300000 {
+			t.Fatal("the transaction was committed in Kafka before any partial checkpoint was seen")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no partial checkpoint within 2 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.kill(t)
+	slotFollowsCheckpoint(t, s, "after the kill inside the transaction")
+	c = startCapture(t, path)
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		cp := checkpoint(t, s.broker.ListenAddrs(), "it")
+		if cp != nil && cp.Partial == nil && cp.LSN > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the transaction never completed after the restart")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.stop(t)
+	recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
+	seen := make(map[int64]int, 300000)
+	for _, m := range recs {
+		seen[toInt(m["_key"].(map[string]any)["id"])]++
+	}
+	missing, repeated := 0, 0
+	for id := int64(1); id <= 300000; id++ {
+		switch seen[id] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			repeated++
+		}
+	}
+	if missing > 0 || repeated > 0 || len(recs) != 300000 {
+		t.Fatalf("%d records: %d rows missing, %d repeated", len(recs), missing, repeated)
+	}
+	if logs := c.logs.String(); !strings.Contains(logs, `"partial":true`) {
+		t.Errorf("the restart does not say it resumes inside a transaction:\n%s", logs)
+	}
+}
+
+// TestSlotLostWithCheckpointIsFatal: a checkpoint exists but the slot is
+// gone; pgkafka refuses to go on and says how to recover.
+func TestSlotLostWithCheckpointIsFatal(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 3)
+	path := s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding)
+	c := startCapture(t, path)
+	ctr.seed(t)
+	waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, ctr.tableState(t))
+	c.stop(t)
+	s.db.Exec(t, `SELECT pg_drop_replication_slot('flow_slot')`)
+	c = startCaptureNoWait(t, path)
+	if code := c.exit(t, time.Minute); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	logs := c.logs.String()
+	for _, want := range []string{"flow_slot", "does not exist", "checkpoint", "tombstone"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the message lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// TestIdleCaptureFollowsNeighbours: a captured database where nothing
+// changes, while another database of the server writes: the slot's
+// restart_lsn keeps moving (keepalive positions are checkpointed, and
+// heartbeats are written).
+func TestIdleCaptureFollowsNeighbours(t *testing.T) {
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE quiet (id int PRIMARY KEY)`)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), "  - resource: {namespace: public, stream: quiet, syncMode: incremental}"), "", "    heartbeatInterval: 1s\n")
+	c := startCapture(t, path)
+	neighbour := cluster.NewDatabase(t)
+	neighbour.Exec(t, `CREATE TABLE noise (id serial PRIMARY KEY, v text)`)
+	first := slotRestart(t, s)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		neighbour.Exec(t, `INSERT INTO noise (v) SELECT repeat('n', 200) FROM generate_series(1, 2000)`)
+		if now := slotRestart(t, s); now > first+1<<20 {
+			t.Logf("restart_lsn moved from %s to %s", first, now)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restart_lsn stuck at %s while the neighbour wrote for a minute:\n%s", first, c.logs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	slotFollowsCheckpoint(t, s, "idle")
+	c.stop(t)
+}
+
+func slotRestart(t *testing.T, s *stack) pglogrepl.LSN {
+	t.Helper()
+	var v string
+	if err := s.db.Conn(t).QueryRow(context.Background(), `SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = 'flow_slot' AND database = current_database()`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
