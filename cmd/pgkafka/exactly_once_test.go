@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -298,4 +299,82 @@ func slotRestart(t *testing.T, s *stack) pglogrepl.LSN {
 		t.Fatal(err)
 	}
 	return lsn
+}
+
+// TestSecondSignalAborts: a second SIGTERM during a long transaction
+// aborts the open Kafka transaction and exits 1; the next run delivers
+// everything exactly once.
+func TestSecondSignalAborts(t *testing.T) {
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE big (id int PRIMARY KEY, v text)`)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), "  - resource: {namespace: public, stream: big, syncMode: incremental}"),
+		"  maxTransactionRecords: 1000000\n", "")
+	c := startCapture(t, path)
+	s.db.Exec(t, `INSERT INTO big SELECT g, repeat('v', 100) FROM generate_series(1, 200000) g`)
+	c.waitLog(t, `"msg":"topic created"`, time.Second) // started long ago: a marker we know is there
+	time.Sleep(300 * time.Millisecond)                 // the transaction is being read
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(50 * time.Millisecond)
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	code := c.exit(t, 30*time.Second)
+	logs := c.logs.String()
+	if code == 0 && !strings.Contains(logs, "aborting") {
+		// The transaction finished before the second signal: a clean stop.
+		t.Logf("the stop completed before the second signal")
+	} else if code != 1 || !strings.Contains(logs, "second signal (terminated): aborting the open transaction") {
+		t.Fatalf("exit %d after two SIGTERMs:\n%s", code, logs)
+	}
+	c = startCapture(t, path)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
+		if len(recs) >= 200000 {
+			seen := map[int64]bool{}
+			for _, m := range recs {
+				id := toInt(m["_key"].(map[string]any)["id"])
+				if seen[id] {
+					t.Fatalf("row %d delivered twice", id)
+				}
+				seen[id] = true
+			}
+			if len(recs) != 200000 {
+				t.Fatalf("%d records for 200000 rows", len(recs))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 200000 rows after 2 minutes", len(recs))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.stop(t)
+}
+
+// TestStatus prints the checkpoint, the slot and the tables.
+func TestStatus(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 3)
+	path := s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding)
+	code, out := pgkafka(t, "status", "-c", path)
+	if code != 0 || !strings.Contains(out, "checkpoint  none yet") || !strings.Contains(out, "slot        flow_slot does not exist") {
+		t.Fatalf("status before the first run: exit %d\n%s", code, out)
+	}
+	c := startCapture(t, path)
+	ctr.seed(t)
+	waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, ctr.tableState(t))
+	c.stop(t)
+	cp := checkpoint(t, s.broker.ListenAddrs(), "it")
+	code, out = pgkafka(t, "status", "-c", path)
+	for _, want := range []string{
+		"checkpoint  LSN " + cp.LSN.String(),
+		"slot        flow_slot: confirmed_flush_lsn " + slotConfirmed(t, s.db),
+		"inactive", "lag ", "public.counters", "streaming", "topic it.public.counters",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
 }

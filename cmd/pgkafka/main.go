@@ -167,7 +167,7 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger) erro
 				})
 				continue
 			}
-			cancel(fmt.Errorf("second %s: aborting", sig))
+			cancel(fmt.Errorf("second signal (%s): aborting the open transaction", sig))
 			return
 		}
 	}()
