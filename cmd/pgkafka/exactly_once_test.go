@@ -301,53 +301,62 @@ func slotRestart(t *testing.T, s *stack) pglogrepl.LSN {
 	return lsn
 }
 
-// TestSecondSignalAborts: a second SIGTERM during a long transaction
-// aborts the open Kafka transaction and exits 1; the next run delivers
-// everything exactly once.
-func TestSecondSignalAborts(t *testing.T) {
-	s := newStack(t)
-	s.db.Exec(t, `CREATE TABLE big (id int PRIMARY KEY, v text)`)
-	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), "  - resource: {namespace: public, stream: big, syncMode: incremental}"),
-		"  maxTransactionRecords: 1000000\n", "")
-	c := startCapture(t, path)
-	s.db.Exec(t, `INSERT INTO big SELECT g, repeat('v', 100) FROM generate_series(1, 200000) g`)
-	c.waitLog(t, `"msg":"topic created"`, time.Second) // started long ago: a marker we know is there
-	time.Sleep(300 * time.Millisecond)                 // the transaction is being read
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(50 * time.Millisecond)
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	code := c.exit(t, 30*time.Second)
-	logs := c.logs.String()
-	if code == 0 && !strings.Contains(logs, "aborting") {
-		// The transaction finished before the second signal: a clean stop.
-		t.Logf("the stop completed before the second signal")
-	} else if code != 1 || !strings.Contains(logs, "second signal (terminated): aborting the open transaction") {
-		t.Fatalf("exit %d after two SIGTERMs:\n%s", code, logs)
-	}
-	c = startCapture(t, path)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
-		if len(recs) >= 200000 {
-			seen := map[int64]bool{}
-			for _, m := range recs {
-				id := toInt(m["_key"].(map[string]any)["id"])
-				if seen[id] {
-					t.Fatalf("row %d delivered twice", id)
+// TestHardStopAborts: a second SIGTERM, or the shutdownTimeout running out,
+// during a long transaction aborts the open Kafka transaction and exits 1;
+// the next run delivers everything exactly once.
+func TestHardStopAborts(t *testing.T) {
+	for _, tc := range []struct {
+		name, timeout, message string
+		signals                int
+	}{
+		{"second signal", "30s", "second signal (terminated): aborting the open transaction", 2},
+		{"shutdown timeout", "200ms", "no clean stop within shutdownTimeout (200ms): aborting", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStack(t)
+			s.db.Exec(t, `CREATE TABLE big (id int PRIMARY KEY, v text)`)
+			path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), "  - resource: {namespace: public, stream: big, syncMode: incremental}"),
+				"  maxTransactionRecords: 1000000\n", "")
+			path = writeConfig(t, "shutdownTimeout: "+tc.timeout+"\n"+readFile(t, path))
+			c := startCapture(t, path)
+			s.db.Exec(t, `INSERT INTO big SELECT g, repeat('v', 100) FROM generate_series(1, 200000) g`)
+			time.Sleep(300 * time.Millisecond) // the transaction is being read
+			for range tc.signals {
+				_ = c.cmd.Process.Signal(syscall.SIGTERM)
+				time.Sleep(50 * time.Millisecond)
+			}
+			code := c.exit(t, 30*time.Second)
+			if logs := c.logs.String(); code == 0 {
+				t.Logf("the transaction was in Kafka before the stop was forced: a clean stop")
+			} else if code != 1 || !strings.Contains(logs, tc.message) {
+				t.Fatalf("exit %d, want 1 with %q:\n%s", code, tc.message, logs)
+			}
+			c = startCapture(t, path)
+			deadline := time.Now().Add(2 * time.Minute)
+			for {
+				recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
+				if len(recs) >= 200000 {
+					seen := map[int64]bool{}
+					for _, m := range recs {
+						id := toInt(m["_key"].(map[string]any)["id"])
+						if seen[id] {
+							t.Fatalf("row %d delivered twice", id)
+						}
+						seen[id] = true
+					}
+					if len(recs) != 200000 {
+						t.Fatalf("%d records for 200000 rows", len(recs))
+					}
+					break
 				}
-				seen[id] = true
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of 200000 rows after 2 minutes", len(recs))
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
-			if len(recs) != 200000 {
-				t.Fatalf("%d records for 200000 rows", len(recs))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 200000 rows after 2 minutes", len(recs))
-		}
-		time.Sleep(200 * time.Millisecond)
+			c.stop(t)
+		})
 	}
-	c.stop(t)
 }
 
 // TestStatus prints the checkpoint, the slot and the tables.
