@@ -20,13 +20,25 @@
 // more in hand, so the stages hold at most about 3·(1+1) MiB of WAL and
 // 3·4 MiB of records, and kgo buffers at most maxBufferedBytes (32 MiB)
 // before Produce blocks: about 50 MiB whatever the table or transaction
-// size. A transaction larger than a record batch is cut across batches; the
-// slot is confirmed only at transaction ends.
+// size. A transaction larger than a record batch is cut across batches.
 //
-// # Confirming LSNs
+// # Exactly once
 //
-// The producer publishes the end LSN of the last transaction whose records
-// Kafka acknowledged; the reader alone sends it to the slot. When everything
-// read has been acknowledged, the reader confirms the server's keepalive
-// position, so an idle or filtered database never makes the slot hold WAL.
+// The producer writes in Kafka transactions (transactional id = the
+// connector's name). Each holds whole PostgreSQL transactions, gathered for
+// kafka.transactionWindow, then the checkpoint (offsets.Checkpoint: the end
+// LSN of the last of them) as its last record; a PostgreSQL transaction is
+// split only past kafka.maxTransactionRecords, the checkpoint then saying
+// how many of its changes Kafka holds. After EndTransaction commits, the
+// producer publishes the checkpoint's LSN; the reader alone sends it to the
+// slot. When everything read is in Kafka, the reader sends the server's
+// keepalive position down the pipeline to be checkpointed the same way, so
+// an idle or filtered database never makes the slot hold WAL, and the slot
+// never passes the checkpoint.
+//
+// A session starts by fencing any other instance of the name
+// (ProducerID), reading the checkpoint as a read_committed consumer, and
+// streaming from its LSN; the serializer drops what PostgreSQL sends again
+// below it (and the first changes of a partly written transaction). A
+// failed session is retried from the checkpoint by Runner.Run.
 package pipeline
