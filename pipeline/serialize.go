@@ -155,7 +155,7 @@ func (s *serializerStage) table(ctx context.Context, rel *pgsrc.Relation) (*tabl
 	if err != nil {
 		return nil, err
 	}
-	codec, err := schema.NewCodec(st, s.envelope, s.source)
+	codec, err := schema.NewCodec(st, s.cfg.Format, s.source)
 	if err != nil {
 		return nil, fmt.Errorf("building the schema of %s: %w", ref, err)
 	}

@@ -76,10 +76,15 @@ func BenchmarkConvert(b *testing.B) {
 		{"uuid", typ("uuid"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
 		{"bytea", typ("bytea"), `\x000102030405060708090a0b0c0d0e0f`},
 		{"text", typ("text"), "leave at the door, ring twice"},
+		{"interval", typ("interval"), "P1Y2M3DT4H5M6.789S"},
+		{"int4[]", arrayOf(typ("int4")), "{1,2,NULL,4,5,6,7,8}"},
+		{"text[]", arrayOf(typ("text")), `{"a b",c,NULL,"q\"uote"}`},
+		{"timestamptz[]", arrayOf(typ("timestamptz")), `{"2024-06-01 12:34:56.789012+00","2024-06-02 00:00:00+00"}`},
+		{"hstore", typ("hstore"), `"a"=>"1", "b"=>NULL, "c\\d"=>"e\"f"`},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
-			conv := mapType(tt.ty).conv
+			conv := mapType(tt.ty, format{}).conv
 			text := []byte(tt.text)
 			buf := make([]byte, 0, 64)
 			b.ReportAllocs()

@@ -34,12 +34,16 @@ type Codec struct {
 }
 
 // NewCodec builds the key and value schemas of t and its per-column
-// converters. Errors name the table and, where one is at fault, the column.
-func NewCodec(t Table, env Envelope, src Source) (*Codec, error) {
+// converters, as the format block f says (its zero value: every default).
+// Errors name the table and, where one is at fault, the column or the
+// configuration key.
+func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 	qual := t.qualified()
-	if env != EnvelopeDebezium && env != EnvelopeFlat {
-		return nil, fmt.Errorf("schema for %s: unknown envelope %d", qual, env)
+	ff, err := f.parse()
+	if err != nil {
+		return nil, fmt.Errorf("schema for %s: %w", qual, err)
 	}
+	env := ff.envelope
 	if t.Topic == "" {
 		return nil, fmt.Errorf("schema for %s: no topic", qual)
 	}
@@ -71,7 +75,7 @@ func NewCodec(t Table, env Envelope, src Source) (*Codec, error) {
 			field:    field,
 			typ:      col.Type.Name,
 			nullable: col.Nullable,
-			mapping:  mapType(col.Type),
+			mapping:  mapType(col.Type, ff),
 		}
 	}
 	inKey := make(map[int]bool, len(t.Key))
@@ -99,7 +103,6 @@ func NewCodec(t Table, env Envelope, src Source) (*Codec, error) {
 	}
 	// A private cache: schemas of other tables or versions never interfere.
 	cache := &avro.SchemaCache{}
-	var err error
 	if c.keySchema != "" {
 		if c.keyAvro, err = avro.ParseWithCache(c.keySchema, "", cache); err != nil {
 			return nil, fmt.Errorf("schema for %s: key schema invalid: %w", qual, err)
@@ -322,11 +325,17 @@ func (c *Codec) appendRow(dst []byte, row []Datum, zeroNulls bool) ([]byte, erro
 			}
 			continue
 		}
+		mark := len(dst)
 		if cc.nullable {
 			dst = append(dst, branch1)
 		}
 		var err error
 		if dst, err = cc.conv(dst, d.Text); err != nil {
+			if err == errNonFiniteNull && cc.nullable {
+				// format.nonFiniteDecimal: null
+				dst = append(dst[:mark], branch0)
+				continue
+			}
 			return dst, c.parseErr(cc, d.Text, err)
 		}
 	}

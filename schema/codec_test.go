@@ -313,7 +313,7 @@ func TestNewCodecErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewCodec(tt.tbl, tt.env, testSource)
+			_, err := NewCodec(tt.tbl, FormatConfig{Envelope: tt.env.String()}, testSource)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want %q", err, tt.wantErr)
 			}

@@ -71,10 +71,86 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
-// FormatConfig is the `format` block of the configuration.
+// FormatConfig is the `format` block of the configuration. Its zero value
+// means every default.
 type FormatConfig struct {
 	// Envelope is the value shape: "debezium" (default) or "flat".
 	Envelope string `koanf:"envelope"`
+	// DecimalHandling is how numeric columns with a precision are written:
+	// "precise" (default) as Avro bytes with logical type decimal(p,s);
+	// "string" as their exact text, like unconstrained numerics.
+	DecimalHandling string `koanf:"decimalHandling"`
+	// NonFiniteDecimal is what a NaN, Infinity or -Infinity numeric becomes
+	// under decimalHandling precise, where Avro decimals have no room for it:
+	// "fail" (default) stops with an error naming the table and column;
+	// "null" writes null in nullable columns and array elements and still
+	// fails in non-nullable and key columns.
+	NonFiniteDecimal string `koanf:"nonFiniteDecimal"`
+}
+
+// DecimalHandling selects how numeric(p,s) columns are written.
+type DecimalHandling uint8
+
+const (
+	// DecimalPrecise writes numeric(p,s) as bytes with logical type decimal.
+	DecimalPrecise DecimalHandling = iota
+	// DecimalString writes every numeric as its text form.
+	DecimalString
+)
+
+// String returns the configuration spelling.
+func (d DecimalHandling) String() string {
+	switch d {
+	case DecimalPrecise:
+		return "precise"
+	case DecimalString:
+		return "string"
+	}
+	return fmt.Sprintf("DecimalHandling(%d)", uint8(d))
+}
+
+// ParseDecimalHandling parses "precise" or "string"; "" is precise.
+func ParseDecimalHandling(s string) (DecimalHandling, error) {
+	switch s {
+	case "", "precise":
+		return DecimalPrecise, nil
+	case "string":
+		return DecimalString, nil
+	}
+	return 0, fmt.Errorf("unknown decimal handling %q: want precise or string", s)
+}
+
+// NonFiniteDecimal selects what a NaN or ±Infinity numeric becomes in a
+// decimal column.
+type NonFiniteDecimal uint8
+
+const (
+	// NonFiniteFail makes the value an error naming the table and column.
+	NonFiniteFail NonFiniteDecimal = iota
+	// NonFiniteNull writes null where the Avro type allows it.
+	NonFiniteNull
+)
+
+// String returns the configuration spelling.
+func (n NonFiniteDecimal) String() string {
+	switch n {
+	case NonFiniteFail:
+		return "fail"
+	case NonFiniteNull:
+		return "null"
+	}
+	return fmt.Sprintf("NonFiniteDecimal(%d)", uint8(n))
+}
+
+// ParseNonFiniteDecimal parses "fail" or "null"; "" is fail.
+func ParseNonFiniteDecimal(s string) (NonFiniteDecimal, error) {
+	switch s {
+	case "", "fail":
+		return NonFiniteFail, nil
+	case "null":
+		return NonFiniteNull, nil
+	}
+	return 0, fmt.Errorf("unknown non-finite decimal policy %q: want fail or null", s)
 }
 
 // SetDefaults fills the fields left empty with their defaults.
@@ -82,15 +158,48 @@ func (c *FormatConfig) SetDefaults() {
 	if c.Envelope == "" {
 		c.Envelope = EnvelopeDebezium.String()
 	}
+	if c.DecimalHandling == "" {
+		c.DecimalHandling = DecimalPrecise.String()
+	}
+	if c.NonFiniteDecimal == "" {
+		c.NonFiniteDecimal = NonFiniteFail.String()
+	}
 }
 
 // Validate reports every problem, each prefixed with its key path.
 func (c *FormatConfig) Validate() error {
-	if _, err := ParseEnvelope(c.Envelope); err != nil {
-		return fmt.Errorf("format.envelope: %w", err)
-	}
-	return nil
+	_, err := c.parse()
+	return err
 }
 
 // ParsedEnvelope returns Envelope parsed; call after Validate.
 func (c *FormatConfig) ParsedEnvelope() (Envelope, error) { return ParseEnvelope(c.Envelope) }
+
+// format is a FormatConfig parsed: what a Codec needs.
+type format struct {
+	envelope  Envelope
+	decimal   DecimalHandling
+	nonFinite NonFiniteDecimal
+}
+
+// parse parses every key, "" meaning the default, and reports every problem
+// with its key path.
+func (c *FormatConfig) parse() (format, error) {
+	var f format
+	var errs []error
+	var err error
+	env := c.Envelope
+	if env == "" {
+		env = EnvelopeDebezium.String()
+	}
+	if f.envelope, err = ParseEnvelope(env); err != nil {
+		errs = append(errs, fmt.Errorf("format.envelope: %w", err))
+	}
+	if f.decimal, err = ParseDecimalHandling(c.DecimalHandling); err != nil {
+		errs = append(errs, fmt.Errorf("format.decimalHandling: %w", err))
+	}
+	if f.nonFinite, err = ParseNonFiniteDecimal(c.NonFiniteDecimal); err != nil {
+		errs = append(errs, fmt.Errorf("format.nonFiniteDecimal: %w", err))
+	}
+	return f, errors.Join(errs...)
+}

@@ -12,7 +12,12 @@ import (
 var (
 	errSyntax = errors.New("invalid syntax")
 	errRange  = errors.New("value out of range")
-	errNaN    = errors.New("NaN or infinity cannot be written as an Avro decimal; declare the column without a typmod to carry it as a string")
+	errNaN    = errors.New("NaN or infinity cannot be written as an Avro decimal: set format.nonFiniteDecimal: null " +
+		"to write null in nullable columns, or format.decimalHandling: string to write numerics as text")
+	// errNonFiniteNull asks the caller to write null (format.nonFiniteDecimal:
+	// null); it surfaces only where null cannot be written.
+	errNonFiniteNull = errors.New("NaN or infinity cannot be written as an Avro decimal, and format.nonFiniteDecimal: null " +
+		"does not apply to a non-nullable or key column: set format.decimalHandling: string to write numerics as text")
 )
 
 func convBool(dst, text []byte) ([]byte, error) {
@@ -139,6 +144,7 @@ func avroDecimal(p, s int) (precision, scale int) {
 type decimalConv struct {
 	scale     int // Avro scale, >= 0
 	precision int // Avro precision
+	nonFinite NonFiniteDecimal
 }
 
 // maxInt64Digits is how many decimal digits always fit an int64; 38 always
@@ -163,6 +169,9 @@ func (d *decimalConv) append(dst, text []byte) ([]byte, error) {
 	}
 	switch rest[0] {
 	case 'N', 'I', 'n', 'i':
+		if d.nonFinite == NonFiniteNull {
+			return dst, errNonFiniteNull
+		}
 		return dst, errNaN
 	}
 	// Split into integer and fraction digits.

@@ -33,7 +33,16 @@ func encodeOne(t *testing.T, ty Type, nullable bool, d Datum) (any, error) {
 		return nil, err
 	}
 	m := decode(t, rawSchema(t, c.ValueSchema()), b, 0)
-	return image(t, m, "after")["v"], nil
+	v := image(t, m, "after")["v"]
+	if w, ok := v.(map[string]any); ok && nullable && len(w) == 1 {
+		// hamba wraps the non-null branch of a union of a complex type.
+		for name, inner := range w {
+			if name == "array" || name == "map" || name == IntervalFullName {
+				return inner, nil
+			}
+		}
+	}
+	return v, nil
 }
 
 func TestTypes(t *testing.T) {
@@ -91,8 +100,8 @@ func TestTypes(t *testing.T) {
 		{"enum", Type{Name: "mood", Category: 'E', OID: 16500}, "happy", "happy"},
 		{"jsonb", typ("jsonb"), `{"a": [1, 2]}`, `{"a": [1, 2]}`},
 		{"timetz", typ("timetz"), "03:04:05.5+05:30", "03:04:05.5+05:30"},
-		{"interval", typ("interval"), "P1Y2M3DT4H5M6.5S", "P1Y2M3DT4H5M6.5S"},
-		{"array", Type{Name: "_int4", Category: 'A', Elem: &Type{Name: "int4"}}, "{1,NULL,3}", "{1,NULL,3}"},
+		{"interval", typ("interval"), "P1Y2M3DT4H5M6.5S", map[string]any{"months": 14, "days": 3, "micros": int64(14706500000)}},
+		{"array", Type{Name: "_int4", Category: 'A', Elem: &Type{Name: "int4"}}, "{1,NULL,3}", []any{1, nil, 3}},
 		{"bytea", typ("bytea"), `\x00ff10`, []byte{0, 0xff, 0x10}},
 		{"bytea empty", typ("bytea"), `\x`, []byte{}},
 		{"uuid", typ("uuid"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},

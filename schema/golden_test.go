@@ -21,6 +21,9 @@ func TestSchemaGolden(t *testing.T) {
 		{Name: "price", Type: numericType(10, 2), Nullable: true},
 		{Name: "placed_at", Type: typ("timestamptz")},
 		{Name: "tags", Type: Type{Name: "_text", Category: 'A', Elem: &Type{Name: "text", Category: 'S'}}, Nullable: true},
+		{Name: "lead_time", Type: typ("interval"), Nullable: true},
+		{Name: "slots", Type: arrayOf(typ("interval"))},
+		{Name: "attrs", Type: typ("hstore"), Nullable: true},
 	}
 	tbl := testTable(cols, []int{0, 1})
 	deb := mustCodec(t, tbl, EnvelopeDebezium)

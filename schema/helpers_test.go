@@ -14,6 +14,10 @@ var testSource = Source{Version: "0.1.0", Connector: "postgresql", Name: "shop",
 
 func typ(name string) Type { return Type{Name: name, Typmod: -1, Category: 'U'} }
 
+func arrayOf(elem Type) Type {
+	return Type{Name: "_" + elem.Name, Category: 'A', Typmod: elem.Typmod, Elem: &elem}
+}
+
 func numericType(p, s int) Type {
 	return Type{Name: "numeric", Category: 'N', Typmod: int32(p<<16|(s&0x7ff)) + 4}
 }
@@ -31,7 +35,7 @@ func testTable(cols []Column, key []int) Table {
 
 func mustCodec(t testing.TB, tbl Table, env Envelope) *Codec {
 	t.Helper()
-	c, err := NewCodec(tbl, env, testSource)
+	c, err := NewCodec(tbl, FormatConfig{Envelope: env.String()}, testSource)
 	if err != nil {
 		t.Fatalf("NewCodec: %v", err)
 	}

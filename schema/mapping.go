@@ -9,10 +9,27 @@ type convFunc func(dst, text []byte) ([]byte, error)
 
 // mapping is how one PostgreSQL type is written.
 type mapping struct {
-	avro        string   // Avro schema JSON of the non-null type
-	conv        convFunc // text form to Avro binary
-	zero        []byte   // Avro binary of the type's zero value
-	unavailable []byte   // Avro binary of the unavailable marker; nil: not representable
+	avro string // Avro schema JSON of the non-null type, defining any named type it uses
+	// named is the full name of the named type avro defines ("" if none);
+	// avroRef is avro for a schema that has defined it already (Avro allows
+	// one definition per name).
+	named, avroRef string
+	conv           convFunc // text form to Avro binary
+	zero           []byte   // Avro binary of the type's zero value
+	unavailable    []byte   // Avro binary of the unavailable marker; nil: not representable
+}
+
+// schemaJSON returns the type's JSON for a schema whose named types so far
+// are in defined, and records the ones it defines.
+func (m *mapping) schemaJSON(defined map[string]bool) string {
+	if m.named == "" {
+		return m.avro
+	}
+	if defined[m.named] {
+		return m.avroRef
+	}
+	defined[m.named] = true
+	return m.avro
 }
 
 const nilUUID = "00000000-0000-0000-0000-000000000000"
@@ -27,10 +44,17 @@ var (
 	zeroLong = []byte{0}
 )
 
+// Names of types written as their text form although PostgreSQL files them
+// under the array category: their output is not an array literal.
+func isVectorType(name string) bool { return name == "int2vector" || name == "oidvector" }
+
 // mapType chooses the Avro type and converter of a PostgreSQL type (DESIGN §5).
 // Types without a dedicated mapping are written as strings holding their text
 // form, so no type fails.
-func mapType(t Type) mapping {
+func mapType(t Type, f format) mapping {
+	if t.Category == 'A' && t.Elem != nil && !isVectorType(t.Name) {
+		return arrayMapping(*t.Elem, f)
+	}
 	switch t.Name {
 	case "bool":
 		return mapping{avro: `"boolean"`, conv: convBool, zero: []byte{0}}
@@ -48,12 +72,12 @@ func mapType(t Type) mapping {
 		return mapping{avro: `"double"`, conv: convFloat64, zero: make([]byte, 8)}
 	case "numeric":
 		p, s, ok := numericTypmod(t.Typmod)
-		if !ok {
+		if !ok || f.decimal == DecimalString {
 			// Unconstrained numeric has no fixed scale: keep its text, NaN included.
 			return stringMapping
 		}
 		p, s = avroDecimal(p, s)
-		d := &decimalConv{precision: p, scale: s}
+		d := &decimalConv{precision: p, scale: s, nonFinite: f.nonFinite}
 		return mapping{
 			avro: `{"type":"bytes","logicalType":"decimal","precision":` + strconv.Itoa(p) +
 				`,"scale":` + strconv.Itoa(s) + `}`,
@@ -85,11 +109,54 @@ func mapType(t Type) mapping {
 		return mapping{avro: `{"type":"long","logicalType":"local-timestamp-micros"}`, conv: convTimestamp, zero: zeroLong}
 	case "timestamptz":
 		return mapping{avro: `{"type":"long","logicalType":"timestamp-micros"}`, conv: convTimestamptz, zero: zeroLong}
+	case "interval":
+		return mapping{
+			avro:    intervalSchema,
+			named:   IntervalFullName,
+			avroRef: `"` + IntervalFullName + `"`,
+			conv:    convInterval,
+			zero:    []byte{0, 0, 0},
+		}
+	case "hstore":
+		// An extension type: its OID differs between databases, its name does not.
+		return mapping{
+			avro:        `{"type":"map","values":["null","string"]}`,
+			conv:        convHstore,
+			zero:        []byte{0},
+			unavailable: hstoreUnavailable,
+		}
 	}
 	// text, varchar, bpchar (padding kept), name, citext and every other
-	// string-category type, xml, enums, timetz (with its offset), and for now
-	// arrays, interval, inet, money, ranges and the rest: their text form.
+	// string-category type, xml, enums, money, timetz (with its offset),
+	// bit, varbit, inet, cidr, macaddr, macaddr8, tsvector, tsquery, ranges,
+	// multiranges, geometric types, composites, int2vector, oidvector and
+	// any type not named above: their text form.
 	return stringMapping
+}
+
+// arrayMapping maps an array of elem to an Avro array of ["null", elem's
+// type]; multi-dimensional arrays are flattened in row-major order.
+func arrayMapping(elem Type, f format) mapping {
+	em := mapType(elem, f)
+	delim := byte(',')
+	if elem.Name == "box" {
+		delim = ';' // the only built-in type whose typdelim is not ','
+	}
+	a := &arrayConv{elem: em.conv, delim: delim}
+	m := mapping{
+		avro: `{"type":"array","items":["null",` + em.avro + `]}`,
+		conv: a.append,
+		zero: []byte{0},
+	}
+	if em.named != "" {
+		m.named = em.named
+		m.avroRef = `{"type":"array","items":["null",` + em.avroRef + `]}`
+	}
+	if em.unavailable != nil {
+		// One element: the element type's marker.
+		m.unavailable = append(append([]byte{2, branch1}, em.unavailable...), 0)
+	}
+	return m
 }
 
 // colCodec is one column, ready to encode.

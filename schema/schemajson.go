@@ -41,17 +41,20 @@ func jsonString(b *strings.Builder, s string) {
 
 // writeField writes one column's field; nullable columns are ["null", T]
 // with default null.
-func writeField(b *strings.Builder, c *colCodec, nullable bool) {
+// Named types (io.pgkafka.Interval) are defined at their first use in the
+// schema and referred to by name after, as Avro requires; defined holds the
+// names defined so far.
+func writeField(b *strings.Builder, c *colCodec, nullable bool, defined map[string]bool) {
 	b.WriteString(`{"name":`)
 	jsonString(b, c.field)
 	b.WriteString(`,"type":`)
 	if nullable {
 		b.WriteString(`["null",`)
-		b.WriteString(c.avro)
+		b.WriteString(c.schemaJSON(defined))
 		b.WriteString(`],"default":null}`)
 		return
 	}
-	b.WriteString(c.avro)
+	b.WriteString(c.schemaJSON(defined))
 	b.WriteByte('}')
 }
 
@@ -64,11 +67,12 @@ func recordSchema(b *strings.Builder, ns, name string, cols []colCodec, forceNon
 	jsonString(b, ns)
 	b.WriteString(`,"fields":[`)
 	n := 0
+	defined := map[string]bool{}
 	for i := range cols {
 		if n > 0 {
 			b.WriteByte(',')
 		}
-		writeField(b, &cols[i], cols[i].nullable && !forceNonNull)
+		writeField(b, &cols[i], cols[i].nullable && !forceNonNull, defined)
 		n++
 	}
 	for _, f := range extra {
