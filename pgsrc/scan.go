@@ -1,0 +1,208 @@
+package pgsrc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// SQLSTATE codes of a scan gone wrong.
+const (
+	codeUndefinedTable  = "42P01"
+	codeUndefinedColumn = "42703"
+)
+
+// Scanner reads tables for backfills on a connection of its own, in key
+// order (ChunkEnd, ScanChunk) or, for tables without a key, in ctid order
+// (ScanCTID). Values come in the text form pgoutput sends: the connection
+// pins the same settings as the replication connection (see ConnConfig).
+// Each read is one statement, so it sees one snapshot. Only one goroutine
+// may use a Scanner at a time.
+type Scanner struct {
+	conn   *pgx.Conn
+	user   string
+	params [][]byte
+	row    []Value
+}
+
+// OpenScanner connects to the source for backfill reads.
+func OpenScanner(ctx context.Context, cfg *Config) (*Scanner, error) {
+	conn, err := Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Scanner{conn: conn, user: cfg.User}, nil
+}
+
+// Close closes the connection.
+func (s *Scanner) Close(ctx context.Context) error { return s.conn.Close(ctx) }
+
+// ChunkEnd returns the key of the n-th row after the key after (nil: from
+// the first row) in key order, with full true. When fewer than n rows
+// remain it returns nil and false: the chunk after after is the last, and
+// unbounded. The key is the caller's to keep.
+func (s *Scanner) ChunkEnd(ctx context.Context, t *Table, o *KeyOrder, after [][]byte, n int) (end [][]byte, full bool, err error) {
+	if err := s.checkOrder(t, o); err != nil {
+		return nil, false, err
+	}
+	if n < 1 {
+		return nil, false, fmt.Errorf("finding the end of a chunk of %s: chunk size %d, want at least 1", t.Ref(), n)
+	}
+	var sql strings.Builder
+	fmt.Fprintf(&sql, "SELECT %s FROM %s", o.SelectKey(), t.Ref().Quoted())
+	s.params = s.params[:0]
+	if after != nil {
+		sql.WriteString(" WHERE " + o.KeyPredicate(">", 1))
+		s.params = append(s.params, after...)
+	}
+	fmt.Fprintf(&sql, " ORDER BY %s LIMIT 1 OFFSET %d", o.OrderBy(), n-1)
+
+	rr := s.conn.PgConn().ExecParams(ctx, sql.String(), s.params, nil, nil, nil)
+	for rr.NextRow() {
+		vals := rr.Values()
+		end = make([][]byte, len(vals))
+		for i, v := range vals {
+			end[i] = bytes.Clone(v)
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, false, s.scanError("finding the end of a chunk of", t.Ref(), err)
+	}
+	if end == nil {
+		return nil, false, nil
+	}
+	if err := o.Check(end); err != nil {
+		return nil, false, fmt.Errorf("finding the end of a chunk of %s: %w", t.Ref(), err)
+	}
+	return end, true, nil
+}
+
+// ScanChunk calls fn with each row whose key k is after < k <= upTo (after
+// nil: from the first row; upTo nil: to the last), in key order, and
+// returns how many rows it read. A row holds the columns pgoutput sends
+// (the live columns that are not generated, in attnum order: the order of
+// the table's Relation message), each in the text form pgoutput prints
+// (ValueText), or ValueNull; o.Key extracts the key of a row.
+//
+// The row and its values alias buffers that are valid only during the
+// call: fn must copy what it keeps. An error from fn stops the scan (the
+// rest of the result is read and dropped) and is returned as is.
+func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, upTo [][]byte, fn func(row []Value) error) (rows int, err error) {
+	if err := s.checkOrder(t, o); err != nil {
+		return 0, err
+	}
+	var sql strings.Builder
+	fmt.Fprintf(&sql, "SELECT %s FROM %s", strings.Join(o.selects, ", "), t.Ref().Quoted())
+	s.params = s.params[:0]
+	var where []string
+	if after != nil {
+		where = append(where, o.KeyPredicate(">", 1))
+		s.params = append(s.params, after...)
+	}
+	if upTo != nil {
+		where = append(where, o.KeyPredicate("<=", len(s.params)+1))
+		s.params = append(s.params, upTo...)
+	}
+	if len(where) > 0 {
+		sql.WriteString(" WHERE " + strings.Join(where, " AND "))
+	}
+	sql.WriteString(" ORDER BY " + o.OrderBy())
+	return s.scan(ctx, sql.String(), t.Ref(), "reading a chunk of", false, func(_ []byte, row []Value) error { return fn(row) })
+}
+
+// ScanCTID reads a table without a key: it calls fn with at most n rows
+// whose ctid is after after ("" : from the first row), in ctid order, and
+// returns the ctid of the last row read ("" if none) and how many rows it
+// read. Rows are as ScanChunk's, and so is the lifetime of ctid and row.
+// Fewer than n rows means the table is read to its end. A partitioned
+// table cannot be read this way: ctids repeat across its partitions.
+func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, fn func(ctid string, row []Value) error) (last string, rows int, err error) {
+	if t.Kind == 'p' {
+		return "", 0, fmt.Errorf("reading %s by ctid: it is a partitioned table, whose partitions repeat ctids: give it a primary key or list it in source.advanced.skip_backfills", t.Ref())
+	}
+	if n < 1 {
+		return "", 0, fmt.Errorf("reading %s by ctid: chunk size %d, want at least 1", t.Ref(), n)
+	}
+	var sql strings.Builder
+	sql.WriteString("SELECT ctid")
+	for i := range t.Columns {
+		if c := &t.Columns[i]; !c.Generated {
+			sql.WriteString(", " + quoteIdent(c.Name))
+		}
+	}
+	fmt.Fprintf(&sql, " FROM %s", t.Ref().Quoted())
+	s.params = s.params[:0]
+	if after != "" {
+		sql.WriteString(" WHERE ctid > $1::tid")
+		s.params = append(s.params, []byte(after))
+	}
+	sql.WriteString(" ORDER BY ctid LIMIT " + strconv.Itoa(n))
+	var lastCTID []byte
+	rows, err = s.scan(ctx, sql.String(), t.Ref(), "reading by ctid", true, func(ctid []byte, row []Value) error {
+		lastCTID = append(lastCTID[:0], ctid...)
+		return fn(string(ctid), row)
+	})
+	return string(lastCTID), rows, err
+}
+
+// scan runs a query of text parameters s.params and calls fn with each
+// row; withCTID: the first column is the ctid, given apart.
+func (s *Scanner) scan(ctx context.Context, sql string, table TableRef, op string, withCTID bool, fn func(ctid []byte, row []Value) error) (int, error) {
+	rr := s.conn.PgConn().ExecParams(ctx, sql, s.params, nil, nil, nil)
+	rows := 0
+	var fnErr error
+	for fnErr == nil && rr.NextRow() {
+		vals := rr.Values()
+		var ctid []byte
+		if withCTID {
+			ctid, vals = vals[0], vals[1:]
+		}
+		s.row = s.row[:0]
+		for _, v := range vals {
+			if v == nil {
+				s.row = append(s.row, Value{Kind: ValueNull})
+			} else {
+				s.row = append(s.row, Value{Kind: ValueText, Data: v})
+			}
+		}
+		rows++
+		fnErr = fn(ctid, s.row)
+	}
+	_, err := rr.Close()
+	if fnErr != nil {
+		return rows, fnErr
+	}
+	if err != nil {
+		return rows, s.scanError(op, table, err)
+	}
+	return rows, nil
+}
+
+func (s *Scanner) checkOrder(t *Table, o *KeyOrder) error {
+	if o.table != t.Ref() {
+		return fmt.Errorf("reading %s with the key order of %s", t.Ref(), o.table)
+	}
+	return nil
+}
+
+// scanError explains a failed read, saying what fixes it when it can.
+func (s *Scanner) scanError(op string, table TableRef, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case codeUndefinedTable:
+			return fmt.Errorf("%s %s: %w", op, table, &TableNotFoundError{Table: table, User: s.user})
+		case codeInsufficientPrivilege:
+			return fmt.Errorf("%s %s: %w (%w): run %s", op, table, ErrNotPermitted, err, GrantSelectSQL(table, s.user))
+		case codeUndefinedColumn:
+			return fmt.Errorf("%s %s: %s: the table changed since it was described; describe it again: %w", op, table, pgErr.Message, err)
+		}
+	}
+	return fmt.Errorf("%s %s: %w", op, table, err)
+}
