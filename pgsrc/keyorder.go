@@ -59,7 +59,18 @@ type KeyOrder struct {
 // NewKeyOrder builds the order of the table's rows by keyCols (usually
 // t.PrimaryKey). A key column of a type whose order cannot be reproduced
 // here is an error that names it and says how to skip the table's backfill.
+//
+// Text-like columns compare with COLLATE "C". Unless the column's own
+// collation is C, that keeps the queries off the key's index: each chunk
+// then reads and sorts the rest of the table. Scanner.KeyOrder leaves the
+// clause out where the column's collation already is C.
 func NewKeyOrder(t *Table, keyCols []string) (*KeyOrder, error) {
+	return newKeyOrder(t, keyCols, nil)
+}
+
+// newKeyOrder is NewKeyOrder; byteOrdered names the columns whose own
+// collation compares bytes, which need no COLLATE "C".
+func newKeyOrder(t *Table, keyCols []string, byteOrdered map[string]bool) (*KeyOrder, error) {
 	if len(keyCols) == 0 {
 		return nil, fmt.Errorf("ordering table %s: no key columns (tables without a key are backfilled by ctid)", t.Ref())
 	}
@@ -84,6 +95,9 @@ func NewKeyOrder(t *Table, keyCols []string) (*KeyOrder, error) {
 		kc, err := newKeyColumn(m, col)
 		if err != nil {
 			return nil, fmt.Errorf("ordering table %s: %w: list the table in source.advanced.skip_backfills to stream it without a backfill", t.Ref(), err)
+		}
+		if byteOrdered[name] {
+			kc.collate = false
 		}
 		o.cols[i] = kc
 		o.positions[i] = sent[name]

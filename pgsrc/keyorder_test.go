@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -293,6 +294,7 @@ func orderCases() []orderCase {
 		{name: "varchar", cols: []string{"k varchar(10)"}, order: `k COLLATE "C"`, rows: single(textValues...)},
 		{name: "bpchar", cols: []string{"k char(4)"}, order: `k COLLATE "C"`, rows: single("", "a", " a", "A", "ab", "aB", "é", "b", "  z", "zz", "a\t", "a b", "日本語", "~")},
 		{name: "citext", prep: "CREATE EXTENSION citext", cols: []string{"k citext"}, order: `k COLLATE "C"`, rows: single("a", "B", "c", "É", "é", "_", "[", "Zoë", "", " ", "ab ", "aC", "ab")},
+		{name: "text_icu", cols: []string{`k text COLLATE "und-x-icu"`}, order: `k COLLATE "C"`, rows: single(textValues...)},
 		{name: "name", cols: []string{"k name"}, order: "k", rows: single(textValues...)},
 		{name: "uuid", cols: []string{"k uuid"}, order: "k", rows: single(uuids...)},
 		{name: "bool", cols: []string{"k bool"}, order: "k", rows: single("t", "f")},
@@ -338,6 +340,12 @@ func TestKeyOrderAgreesWithPostgreSQL(t *testing.T) {
 
 	for _, c := range orderCases() {
 		t.Run(c.name, func(t *testing.T) {
+			if strings.Contains(strings.Join(c.cols, ""), "icu") {
+				var ok bool
+				if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')`).Scan(&ok); err != nil || !ok {
+					t.Skip("PostgreSQL built without ICU")
+				}
+			}
 			if c.prep != "" {
 				db.Exec(t, c.prep)
 			}
@@ -373,11 +381,20 @@ func TestKeyOrderAgreesWithPostgreSQL(t *testing.T) {
 				t.Fatal(err)
 			}
 			tbl := &tables[0]
-			o, err := pgsrc.NewKeyOrder(tbl, tbl.PrimaryKey)
+			plain, err := pgsrc.NewKeyOrder(tbl, tbl.PrimaryKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The Scanner's order, COLLATE "C" left out where the column's
+			// collation is C, reads the same rows in the same order.
+			o, err := s.KeyOrder(ctx, tbl, tbl.PrimaryKey)
 			if err != nil {
 				t.Fatal(err)
 			}
 			keys := readInChunks(t, s, tbl, o, 7)
+			if again := readInChunks(t, s, tbl, plain, 7); !slices.EqualFunc(keys, again, func(a, b [][]byte) bool { return plain.Compare(a, b) == 0 }) {
+				t.Errorf("with COLLATE \"C\" everywhere the rows come as %q, without it where the collation is C as %q", again, keys)
+			}
 
 			if len(keys) != len(rows) {
 				t.Errorf("read %d rows, table has %d", len(keys), len(rows))
@@ -438,5 +455,67 @@ func readInChunks(t *testing.T, s *pgsrc.Scanner, tbl *pgsrc.Table, o *pgsrc.Key
 			return keys
 		}
 		after = end
+	}
+}
+
+// TestScannerKeyOrderUsesTheIndex checks that, where the key's collation is
+// C, the chunk queries walk the primary key's index instead of sorting the
+// table, and that a column of another collation keeps COLLATE "C".
+func TestScannerKeyOrderUsesTheIndex(t *testing.T) {
+	db := pgCluster(t).NewDatabase(t)
+	cfg := db.SourceConfig("postgres", pgCluster(t).SuperuserPassword())
+	ctx := testContext(t)
+	db.Exec(t, `CREATE TABLE big (s text, n int, v text, PRIMARY KEY (s, n));
+		INSERT INTO big SELECT md5(g::text), g, 'x' FROM generate_series(1, 20000) g;
+		CREATE TABLE other (s text COLLATE "POSIX" PRIMARY KEY, t text COLLATE "C" UNIQUE);
+		ANALYZE big`)
+	conn := db.Conn(t)
+	tables, err := pgsrc.Discover(ctx, conn, []pgsrc.TableRef{{Schema: "public", Name: "big"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := &tables[0]
+	s, err := pgsrc.OpenScanner(ctx, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	o, err := s.KeyOrder(ctx, tbl, tbl.PrimaryKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(o.OrderBy(), "COLLATE") {
+		t.Errorf("OrderBy %s in a database of collation C", o.OrderBy())
+	}
+	for _, q := range []string{
+		"SELECT " + o.SelectKey() + " FROM big WHERE " + o.KeyPredicate(">", 1) + " ORDER BY " + o.OrderBy() + " LIMIT 1 OFFSET 99",
+		"SELECT * FROM big WHERE " + o.KeyPredicate(">", 1) + " AND " + o.KeyPredicate("<=", 3) + " ORDER BY " + o.OrderBy(),
+	} {
+		res := conn.PgConn().ExecParams(ctx, "EXPLAIN "+q, [][]byte{[]byte("8"), []byte("1"), []byte("9"), []byte("1")}[:strings.Count(q, "$")], nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		var plan []string
+		for _, r := range res.Rows {
+			plan = append(plan, string(r[0]))
+		}
+		// The end of a chunk is found walking the index; a chunk is read
+		// through it, maybe sorted apart (a bitmap scan): never the table.
+		p := strings.Join(plan, "\n")
+		if strings.Contains(p, "Seq Scan") || !strings.Contains(p, "big_pkey") || strings.Contains(q, "LIMIT") && strings.Contains(p, "Sort") {
+			t.Errorf("%s\nis planned\n%s", q, p)
+		}
+	}
+
+	others, err := pgsrc.Discover(ctx, conn, []pgsrc.TableRef{{Schema: "public", Name: "other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oo, err := s.KeyOrder(ctx, &others[0], []string{"s", "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := oo.OrderBy(); got != `"s", "t"` {
+		t.Errorf("OrderBy %s, want no COLLATE for POSIX and C columns", got)
 	}
 }

@@ -43,6 +43,43 @@ func OpenScanner(ctx context.Context, cfg *Config) (*Scanner, error) {
 // Close closes the connection.
 func (s *Scanner) Close(ctx context.Context) error { return s.conn.Close(ctx) }
 
+// KeyOrder is NewKeyOrder(t, keyCols) for the queries of this Scanner,
+// which leaves COLLATE "C" out on the columns whose own collation is
+// already C or POSIX (collate and ctype, libc provider), so that chunk
+// queries use the key's index. Other text-like key columns keep COLLATE
+// "C": the chunk queries then sort the rest of the table each time, which
+// an index on the key columns with COLLATE "C" avoids.
+func (s *Scanner) KeyOrder(ctx context.Context, t *Table, keyCols []string) (*KeyOrder, error) {
+	rows, err := s.conn.Query(ctx, `SELECT a.attname::text, CASE
+		WHEN a.attcollation = 0 THEN false
+		WHEN a.attcollation = 100 THEN (
+			SELECT COALESCE(to_jsonb(d)->>'datlocprovider', 'c') = 'c' AND d.datcollate IN ('C', 'POSIX') AND d.datctype IN ('C', 'POSIX')
+			FROM pg_database d WHERE d.datname = current_database())
+		ELSE (
+			SELECT c.collprovider = 'c' AND COALESCE(c.collcollate, '') IN ('C', 'POSIX') AND COALESCE(c.collctype, '') IN ('C', 'POSIX')
+			FROM pg_collation c WHERE c.oid = a.attcollation)
+		END
+	FROM pg_attribute a
+	WHERE a.attrelid = $1::regclass AND a.attname = ANY($2::text[]) AND NOT a.attisdropped`, t.Ref().Quoted(), keyCols)
+	if err != nil {
+		return nil, s.scanError("looking up the key collations of", t.Ref(), err)
+	}
+	byteOrdered := make(map[string]bool, len(keyCols))
+	for rows.Next() {
+		var name string
+		var c *bool
+		if err := rows.Scan(&name, &c); err != nil {
+			rows.Close()
+			return nil, s.scanError("looking up the key collations of", t.Ref(), err)
+		}
+		byteOrdered[name] = c != nil && *c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.scanError("looking up the key collations of", t.Ref(), err)
+	}
+	return newKeyOrder(t, keyCols, byteOrdered)
+}
+
 // ChunkEnd returns the key of the n-th row after the key after (nil: from
 // the first row) in key order, with full true. When fewer than n rows
 // remain it returns nil and false: the chunk after after is the last, and
