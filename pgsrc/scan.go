@@ -157,7 +157,8 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, u
 // whose ctid is after after ("" : from the first row), in ctid order, and
 // returns the ctid of the last row read ("" if none) and how many rows it
 // read. Rows are as ScanChunk's, and so is the lifetime of ctid and row.
-// Fewer than n rows means the table is read to its end. A partitioned
+// Fewer than n rows means the table is read to its end. On PostgreSQL 14
+// and later a call reads windows of pages, each in a statement of its own. A partitioned
 // table cannot be read this way: ctids repeat across its partitions.
 func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, fn func(ctid string, row []Value) error) (last string, rows int, err error) {
 	if t.Kind == 'p' {
@@ -173,19 +174,54 @@ func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, f
 			sql.WriteString(", " + quoteIdent(c.Name))
 		}
 	}
-	fmt.Fprintf(&sql, " FROM %s", t.Ref().Quoted())
-	s.params = s.params[:0]
-	if after != "" {
-		sql.WriteString(" WHERE ctid > $1::tid")
-		s.params = append(s.params, []byte(after))
+	fmt.Fprintf(&sql, " FROM %s WHERE ctid > $1::tid", t.Ref().Quoted())
+	cursor := after
+	if cursor == "" {
+		cursor = "(0,0)"
 	}
-	sql.WriteString(" ORDER BY ctid LIMIT " + strconv.Itoa(n))
 	var lastCTID []byte
-	rows, err = s.scan(ctx, sql.String(), t.Ref(), "reading by ctid", true, func(ctid []byte, row []Value) error {
-		lastCTID = append(lastCTID[:0], ctid...)
-		return fn(string(ctid), row)
-	})
-	return string(lastCTID), rows, err
+	read := func(sql string, params ...string) (int, error) {
+		s.params = s.params[:0]
+		for _, p := range params {
+			s.params = append(s.params, []byte(p))
+		}
+		return s.scan(ctx, sql, t.Ref(), "reading by ctid", true, func(ctid []byte, row []Value) error {
+			lastCTID = append(lastCTID[:0], ctid...)
+			return fn(string(ctid), row)
+		})
+	}
+	if serverMajor(s.conn) < 14 {
+		// No TID range scans: one query, which sorts the rest of the table.
+		rows, err = read(sql.String()+" ORDER BY ctid LIMIT "+strconv.Itoa(n), cursor)
+		return string(lastCTID), rows, err
+	}
+	// Windows of pages, read with TID range scans and sorted apart, so
+	// each query reads about n rows and not the rest of the table. The
+	// window grows while it comes back short.
+	var blocks int64
+	if err := s.conn.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::int8`, t.Ref().Quoted()).Scan(&blocks); err != nil {
+		return "", 0, s.scanError("reading by ctid", t.Ref(), err)
+	}
+	var block int64
+	if _, err := fmt.Sscanf(cursor, "(%d,", &block); err != nil {
+		return "", 0, fmt.Errorf("reading %s by ctid: cursor %q is not a ctid", t.Ref(), after)
+	}
+	window := max(1, int64(n)/32)
+	windowed := sql.String() + " AND ctid < $2::tid ORDER BY ctid LIMIT "
+	for rows < n {
+		end := block + window
+		got, err := read(windowed+strconv.Itoa(n-rows), cursor, fmt.Sprintf("(%d,0)", end))
+		rows += got
+		if err != nil {
+			return string(lastCTID), rows, err
+		}
+		if rows == n || end >= blocks {
+			break
+		}
+		// Offset 0 is no tuple's: "> (end,0)" starts at the window's end.
+		cursor, block, window = fmt.Sprintf("(%d,0)", end), end, window*2
+	}
+	return string(lastCTID), rows, nil
 }
 
 // scan runs a query of text parameters s.params and calls fn with each

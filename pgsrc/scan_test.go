@@ -226,12 +226,22 @@ func TestScanCTIDReadsEveryRowOnce(t *testing.T) {
 	}
 	defer s.Close(ctx)
 
+	for _, size := range []int{1, 7, 100, 10000} {
+		readByCTID(t, s, tbl, size, want)
+	}
+}
+
+// readByCTID reads the table in chunks of size and checks that every row
+// of the want rows comes once, in its current version.
+func readByCTID(t *testing.T, s *pgsrc.Scanner, tbl *pgsrc.Table, size, want int) {
+	t.Helper()
+	ctx := testContext(t)
 	seen := map[string]bool{}
 	dupes := 0
 	var after string
 	total := 0
 	for {
-		last, n, err := s.ScanCTID(ctx, tbl, after, 7, func(ctid string, row []pgsrc.Value) error {
+		last, n, err := s.ScanCTID(ctx, tbl, after, size, func(ctid string, row []pgsrc.Value) error {
 			if len(row) != 2 {
 				t.Fatalf("row of %d values, want 2 (the generated column left out)", len(row))
 			}
@@ -257,13 +267,13 @@ func TestScanCTIDReadsEveryRowOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		total += n
-		if n < 7 {
+		if n < size {
 			break
 		}
 		after = last
 	}
 	if total != want || len(seen) != want || dupes != 2 {
-		t.Fatalf("read %d rows, %d distinct ctids, %d of the two identical rows; table has %d", total, len(seen), dupes, want)
+		t.Fatalf("in chunks of %d: read %d rows, %d distinct ctids, %d of the two identical rows; table has %d", size, total, len(seen), dupes, want)
 	}
 }
 
