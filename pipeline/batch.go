@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
 )
 
@@ -68,6 +69,11 @@ type recordBatch struct {
 	// far into it the batch's records go.
 	partial bool
 	tx      txProgress
+	// hold is set while a backfill chunk's window is open: the Kafka
+	// transaction must not commit before its high watermark.
+	hold bool
+	// tables holds the tables whose backfill state changed.
+	tables map[string]offsets.TableState
 }
 
 // txProgress is how far into one PostgreSQL transaction the records go.

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -96,11 +97,11 @@ func (e *env) start(t *testing.T) *running {
 		cancel()
 	})
 	select {
-	case <-r.Ready():
+	case <-r.Backfilled():
 	case err := <-rn.done:
-		t.Fatalf("runner ended before streaming: %v", err)
+		t.Fatalf("runner ended before its backfills finished: %v", err)
 	case <-time.After(60 * time.Second):
-		t.Fatal("runner not ready after 60s")
+		t.Fatal("backfills not finished after 60s")
 	}
 	return rn
 }
@@ -160,11 +161,17 @@ func (e *env) consume(t *testing.T, topics []string, timeout time.Duration, done
 	defer cancel()
 	var out []rec
 	for !done(out) {
-		fs := cl.PollFetches(ctx)
+		// Short polls, so done is asked again even when nothing comes.
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
 		if ctx.Err() != nil {
 			t.Fatalf("after %s, %d records read and the condition is not met:\n%s", timeout, len(out), dump(out))
 		}
 		for _, fe := range fs.Errors() {
+			if errors.Is(fe.Err, context.DeadlineExceeded) {
+				continue
+			}
 			t.Fatalf("fetch %s: %v", fe.Topic, fe.Err)
 		}
 		for it := fs.RecordIter(); !it.Done(); {
@@ -293,4 +300,14 @@ func sortedMap(m map[string]any) string {
 		fmt.Fprintf(&b, "%s=%v;", k, m[k])
 	}
 	return b.String()
+}
+
+// withBindings returns cfg bound to the given <schema>.<table> names.
+func withBindings(cfg pipeline.Config, tables ...string) pipeline.Config {
+	cfg.Bindings = nil
+	for _, b := range tables {
+		ns, name, _ := strings.Cut(b, ".")
+		cfg.Bindings = append(cfg.Bindings, pipeline.Binding{Resource: pipeline.Resource{Namespace: ns, Stream: name}})
+	}
+	return cfg
 }

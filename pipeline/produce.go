@@ -64,7 +64,7 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 	if next == nil {
 		next = &offsets.Checkpoint{}
 	}
-	if len(b.recs) == 0 && !b.partial && b.commitLSN <= next.LSN {
+	if len(b.recs) == 0 && !b.partial && !b.hold && b.tables == nil && b.commitLSN <= next.LSN {
 		return true, nil // nothing new to write or to checkpoint
 	}
 	if err := s.client.BeginTransaction(); err != nil {
@@ -77,6 +77,7 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 	}()
 	promise := s.promise // one method value per transaction, not per record
 	records, batches := 0, 0
+	hold := false
 	add := func(b *recordBatch) {
 		for i := range b.recs {
 			s.client.Produce(ctx, &b.recs[i], promise)
@@ -93,6 +94,15 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 		if b.partial {
 			next.Partial = &offsets.Partial{CommitLSN: b.tx.commitLSN, Xid: b.tx.xid, Changes: b.tx.changes}
 		}
+		if b.tables != nil {
+			if next.Tables == nil {
+				next.Tables = make(map[string]offsets.TableState, len(b.tables))
+			}
+			for t, st := range b.tables {
+				next.Tables[t] = st
+			}
+		}
+		hold = b.hold
 	}
 	add(b)
 	more = true
@@ -100,8 +110,10 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 	defer window.Stop()
 	windowDone := false
 gather:
-	for records < s.maxRecords {
-		boundary := next.Partial == nil
+	for records < s.maxRecords || hold {
+		// A backfill chunk's window (hold) stays in one transaction,
+		// whatever its size.
+		boundary := next.Partial == nil && !hold
 		if boundary && windowDone {
 			break
 		}
@@ -122,7 +134,7 @@ gather:
 			return false, context.Cause(ctx)
 		}
 	}
-	if next.Partial != nil && !more {
+	if (next.Partial != nil || hold) && !more {
 		return false, errors.New("the stream ended inside a PostgreSQL transaction")
 	}
 	if err := s.commit(ctx, next, records, batches); err != nil {

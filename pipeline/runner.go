@@ -34,9 +34,11 @@ type Runner struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 
-	committed atomic.Uint64
-	readyOnce sync.Once
-	ready     chan struct{}
+	committed      atomic.Uint64
+	readyOnce      sync.Once
+	ready          chan struct{}
+	backfilledOnce sync.Once
+	backfilled     chan struct{}
 }
 
 // NewRunner validates cfg (defaults already applied) and returns a Runner.
@@ -44,7 +46,7 @@ func NewRunner(cfg Config, log *slog.Logger) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, log: log, stop: make(chan struct{}), ready: make(chan struct{})}, nil
+	return &Runner{cfg: cfg, log: log, stop: make(chan struct{}), ready: make(chan struct{}), backfilled: make(chan struct{})}, nil
 }
 
 // Stop asks for a soft stop: the reader stops after the transaction in
@@ -54,6 +56,10 @@ func (r *Runner) Stop() { r.stopOnce.Do(func() { close(r.stop) }) }
 
 // Ready is closed once replication has first started (for tests and the demo).
 func (r *Runner) Ready() <-chan struct{} { return r.ready }
+
+// Backfilled is closed once every bound table has been backfilled (or
+// needs none), for tests and the demo.
+func (r *Runner) Backfilled() <-chan struct{} { return r.backfilled }
 
 // CommittedLSN is the end LSN of the last transaction Kafka acknowledged.
 func (r *Runner) CommittedLSN() pglogrepl.LSN { return pglogrepl.LSN(r.committed.Load()) }
@@ -231,13 +237,64 @@ func (r *Runner) session(ctx context.Context) error {
 		}
 		defer r.closeLogged("heartbeat connection", heart.Close)
 	}
+	// The checkpoints of this session name its tables' states; the tables
+	// to backfill, and from where, come from the last one.
+	base := cp.Clone()
+	if base == nil {
+		// The first checkpoint starts where the slot does.
+		slot, err := catalog.Slot(ctx, cfg.Source.Advanced.SlotName)
+		if err != nil {
+			return err
+		}
+		base = &offsets.Checkpoint{LSN: slot.ConfirmedFlush}
+	}
+	var scanner *pgsrc.Scanner
+	if r.needsBackfill(tables, base) {
+		if scanner, err = pgsrc.OpenScanner(ctx, &cfg.Source); err != nil {
+			return err
+		}
+		defer r.closeLogged("backfill connection", scanner.Close)
+	}
+	backfills, order, err := r.backfills(ctx, scanner, tables, base)
+	if err != nil {
+		return err
+	}
+	var bf *backfillStage
+	plans := make(chan *chunkPlan, 1)
+	if len(order) > 0 {
+		marks, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
+		if err != nil {
+			return err
+		}
+		defer r.closeLogged("watermarks connection", marks.Close)
+		bf = &backfillStage{scanner: scanner, marks: marks, tables: order, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
+			plans: plans, log: r.log.With("stage", "backfill")}
+	} else {
+		close(plans)
+		r.log.Info("backfills finished")
+		r.backfilledOnce.Do(func() { close(r.backfilled) })
+	}
+	marksRef, err := pgsrc.ParseTableRef(cfg.Source.Advanced.WatermarksTable)
+	if err != nil {
+		return fmt.Errorf("source.advanced.watermarksTable: %w", err)
+	}
 	r.readyOnce.Do(func() { close(r.ready) })
 
+	// A soft stop first lets the backfill finish its chunk in flight, then
+	// stops the reader after the transaction in progress.
+	backfillSoft, backfillSoftCancel := context.WithCancel(ctx)
+	defer backfillSoftCancel()
 	soft, softCancel := context.WithCancel(ctx)
 	defer softCancel()
+	backfillDone := make(chan struct{})
 	go func() {
 		select {
 		case <-r.stop:
+			backfillSoftCancel()
+			select {
+			case <-backfillDone:
+			case <-soft.Done():
+			}
 			softCancel()
 		case <-soft.Done():
 		}
@@ -254,20 +311,8 @@ func (r *Runner) session(ctx context.Context) error {
 		source: schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database},
 		log:    r.log.With("stage", "serializer"),
 		bound:  bound, tables: make(map[uint32]*tableCodec),
-	}
-	// The checkpoints of this session name its tables' states.
-	base := cp.Clone()
-	if base == nil {
-		// The first checkpoint starts where the slot does.
-		slot, err := catalog.Slot(ctx, cfg.Source.Advanced.SlotName)
-		if err != nil {
-			return err
-		}
-		base = &offsets.Checkpoint{LSN: slot.ConfirmedFlush}
-	}
-	base.Tables = make(map[string]offsets.TableState, len(refs))
-	for _, ref := range refs {
-		base.Tables[ref.String()] = offsets.TableState{State: offsets.StateStreaming}
+		backfills: backfills, plans: plans, pending: make(map[string]*chunkPlan),
+		synthetic: make(map[pgsrc.TableRef]*tableCodec), marksRef: marksRef,
 	}
 	producer := &producerStage{
 		client: client, committed: &r.committed, cp: base,
@@ -279,6 +324,20 @@ func (r *Runner) session(ctx context.Context) error {
 	g.Go(func() error { return stage("decoder", decoder.run(gctx, walCh, changeCh)) })
 	g.Go(func() error { return stage("serializer", serializer.run(gctx, changeCh, recordCh)) })
 	g.Go(func() error { return stage("producer", producer.run(gctx, recordCh)) })
+	if bf != nil {
+		g.Go(func() error {
+			defer close(backfillDone)
+			if err := bf.run(gctx, softOf(gctx, backfillSoft)); err != nil {
+				return stage("backfill", err)
+			}
+			if bf.finished {
+				r.backfilledOnce.Do(func() { close(r.backfilled) })
+			}
+			return nil
+		})
+	} else {
+		close(backfillDone)
+	}
 	if heart != nil {
 		g.Go(func() error {
 			return stage("heartbeat", heartbeat(softOf(gctx, soft), heart, cfg.Source.Advanced.HeartbeatInterval))
@@ -296,6 +355,76 @@ func (r *Runner) session(ctx context.Context) error {
 	}
 	r.log.Info("stopped", "lsn", r.CommittedLSN().String())
 	return nil
+}
+
+// backfills sets each bound table's state in base, from base's own record
+// of it: a table new to the checkpoint is backfilled (or skipped, when
+// listed in source.advanced.skip_backfills); one being backfilled goes on
+// from its cursor. It returns the tables to backfill, in binding order.
+func (r *Runner) backfills(ctx context.Context, scanner *pgsrc.Scanner, tables []pgsrc.Table, base *offsets.Checkpoint) (map[pgsrc.TableRef]*tableBackfill, []*tableBackfill, error) {
+	skip := r.skipBackfills()
+	prev := base.Tables
+	base.Tables = make(map[string]offsets.TableState, len(tables))
+	byRef := map[pgsrc.TableRef]*tableBackfill{}
+	var order []*tableBackfill
+	for i := range tables {
+		t := &tables[i]
+		name := t.Ref().String()
+		st, known := prev[name]
+		switch {
+		case known && st.State != offsets.StateBackfilling:
+			base.Tables[name] = st
+			continue
+		case !known && skip[name]:
+			base.Tables[name] = offsets.TableState{State: offsets.StateSkipped}
+			continue
+		}
+		if scanner == nil {
+			return nil, nil, fmt.Errorf("table %s needs a backfill but no scanner is open", name) // programmer error
+		}
+		b := &tableBackfill{info: t}
+		keyCols := t.PrimaryKey
+		if len(keyCols) == 0 && t.ReplicaIdentity == 'i' {
+			keyCols = t.IdentityIndex
+		}
+		if len(keyCols) > 0 {
+			// The scanner's order leaves COLLATE "C" out where the key's
+			// collation is C already, so chunk queries walk its index.
+			o, err := scanner.KeyOrder(ctx, t, keyCols)
+			if err != nil {
+				return nil, nil, err
+			}
+			b.order = o
+		}
+		if err := b.parseCursor(st.Cursor); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", offsets.ErrUnreadable, err)
+		}
+		base.Tables[name] = b.state()
+		byRef[t.Ref()] = b
+		order = append(order, b)
+	}
+	return byRef, order, nil
+}
+
+// needsBackfill reports whether a bound table has a backfill to run.
+func (r *Runner) needsBackfill(tables []pgsrc.Table, base *offsets.Checkpoint) bool {
+	skip := r.skipBackfills()
+	for i := range tables {
+		name := tables[i].Ref().String()
+		st, known := base.Tables[name]
+		if known && st.State == offsets.StateBackfilling || !known && !skip[name] {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Runner) skipBackfills() map[string]bool {
+	skip := map[string]bool{}
+	for _, t := range r.cfg.Source.SkipBackfillTables() {
+		skip[t] = true
+	}
+	return skip
 }
 
 // checkSlot refuses to resume from a checkpoint the slot cannot serve: a

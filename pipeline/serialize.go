@@ -34,7 +34,18 @@ type serializerStage struct {
 	// tables caches, per relation ID, the codec of its latest shape.
 	tables map[uint32]*tableCodec
 
+	// Backfills (backfill.go): the tables being backfilled, the plans of
+	// their chunks from the backfill stage, the codecs of backfilled rows,
+	// the watermarks table, and how many chunk windows are open.
+	backfills map[pgsrc.TableRef]*tableBackfill
+	plans     <-chan *chunkPlan
+	pending   map[string]*chunkPlan
+	synthetic map[pgsrc.TableRef]*tableCodec
+	marksRef  pgsrc.TableRef
+	windows   int
+
 	before, after []schema.Datum
+	key           [][]byte
 	ev            schema.Event
 }
 
@@ -46,6 +57,8 @@ type tableCodec struct {
 	key       []int // key column indexes
 	topic     string
 	compacted bool
+	marks     bool           // the watermarks table
+	backfill  *tableBackfill // while the table is backfilled
 }
 
 func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out chan<- *recordBatch) error {
@@ -72,6 +85,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 					rb.commitLSN, rb.commitTime = ch.EndLSN, ch.CommitTime
 				}
 				if rb.full() {
+					rb.hold = s.windows > 0
 					if err := send(ctx, out, rb); err != nil {
 						return err
 					}
@@ -92,7 +106,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 				if inTx && rb.full() {
 					// A transaction larger than a batch: cut it between
 					// two changes; its progress goes with the batch.
-					rb.partial, rb.tx = true, tx
+					rb.partial, rb.tx, rb.hold = true, tx, s.windows > 0
 					if err := send(ctx, out, rb); err != nil {
 						return err
 					}
@@ -103,7 +117,8 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 		if cb.advance != 0 && !inTx {
 			rb.commitLSN = max(rb.commitLSN, cb.advance)
 		}
-		if !inTx && (len(rb.recs) > 0 || rb.commitLSN != 0) {
+		if !inTx && (len(rb.recs) > 0 || rb.commitLSN != 0 || rb.tables != nil) {
+			rb.hold = s.windows > 0
 			if err := send(ctx, out, rb); err != nil {
 				return err
 			}
@@ -112,7 +127,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 	}
 	// The reader ends only between transactions; anything else is a failure
 	// upstream, and the open transaction is resent after the restart.
-	if !inTx && (len(rb.recs) > 0 || rb.commitLSN != 0) {
+	if !inTx && s.windows == 0 && (len(rb.recs) > 0 || rb.commitLSN != 0 || rb.tables != nil) {
 		return send(ctx, out, rb)
 	}
 	return nil
@@ -144,10 +159,19 @@ func (s *serializerStage) table(ctx context.Context, rel *pgsrc.Relation) (*tabl
 	if tc := s.tables[rel.ID]; tc != nil && tc.rel == rel {
 		return tc, nil
 	}
+	tc, err := s.build(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	s.tables[rel.ID] = tc
+	return tc, nil
+}
+
+// build makes the codec of rel (and registers its schemas).
+func (s *serializerStage) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, error) {
 	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
 	info := s.bound[ref]
-	tc := &tableCodec{rel: rel}
-	s.tables[rel.ID] = tc
+	tc := &tableCodec{rel: rel, marks: ref == s.marksRef, backfill: s.backfills[ref]}
 	if info == nil {
 		return tc, nil
 	}
@@ -275,11 +299,32 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 	if err != nil {
 		return err
 	}
+	if tc.marks {
+		return s.onWatermark(ctx, ch, nowMs, rb)
+	}
 	if tc.codec == nil {
 		return nil
 	}
+	// passes: a table being backfilled keeps only the changes the backfill
+	// will not read (backfill.go).
+	passes := func(tuple []pgsrc.Value) bool {
+		b := tc.backfill
+		if b == nil || b.done || b.order == nil {
+			return true
+		}
+		k, ok := s.keyOf(tc, tuple)
+		if !ok || b.order.Check(k) != nil {
+			// A key pgoutput did not send (an unchanged TOASTed key column)
+			// cannot be placed: let the change through.
+			return true
+		}
+		return b.passes(k)
+	}
 	switch ch.Op {
 	case pgsrc.OpInsert:
+		if !passes(ch.New) {
+			return nil
+		}
 		s.after = datums(s.after, ch.New)
 		s.setEvent(ch, schema.OpCreate, nil, s.after, nowMs)
 		return s.emit(tc, ch, rb, s.after, false)
@@ -291,9 +336,14 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 			before = s.before
 			if tc.codec.Keyed() && (ch.OldKind == 'K' || s.keyChanged(tc, before, s.after)) {
 				// The key changed: the old key is deleted, the new one created.
-				s.setEvent(ch, schema.OpDelete, before, nil, nowMs)
-				if err := s.emit(tc, ch, rb, before, true); err != nil {
-					return err
+				if passes(ch.Old) {
+					s.setEvent(ch, schema.OpDelete, before, nil, nowMs)
+					if err := s.emit(tc, ch, rb, before, true); err != nil {
+						return err
+					}
+				}
+				if !passes(ch.New) {
+					return nil
 				}
 				s.setEvent(ch, schema.OpCreate, nil, s.after, nowMs)
 				return s.emit(tc, ch, rb, s.after, false)
@@ -302,14 +352,33 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 				before = nil
 			}
 		}
+		if !passes(ch.New) {
+			return nil
+		}
 		s.setEvent(ch, schema.OpUpdate, before, s.after, nowMs)
 		return s.emit(tc, ch, rb, s.after, false)
 	case pgsrc.OpDelete:
+		if !passes(ch.Old) {
+			return nil
+		}
 		s.before = datums(s.before, ch.Old)
 		s.setEvent(ch, schema.OpDelete, s.before, nil, nowMs)
 		return s.emit(tc, ch, rb, s.before, true)
 	}
 	return nil
+}
+
+// keyOf returns the key columns' text of a tuple, in a reused buffer; ok
+// is false when one of them was not sent.
+func (s *serializerStage) keyOf(tc *tableCodec, tuple []pgsrc.Value) (key [][]byte, ok bool) {
+	s.key = s.key[:0]
+	for _, i := range tc.key {
+		if tuple[i].Kind != pgsrc.ValueText {
+			return nil, false
+		}
+		s.key = append(s.key, tuple[i].Data)
+	}
+	return s.key, true
 }
 
 // keyChanged reports whether the key columns differ between two images.

@@ -27,11 +27,12 @@ type capture struct {
 	done chan error
 }
 
-// startCapture runs `pgkafka run -c path` and waits until it streams.
+// startCapture runs `pgkafka run -c path` and waits until it streams with
+// its backfills finished.
 func startCapture(t *testing.T, path string) *capture {
 	t.Helper()
 	c := startCaptureNoWait(t, path)
-	c.waitLog(t, `"msg":"capturing"`, time.Minute)
+	c.waitLog(t, `"msg":"backfills finished"`, time.Minute)
 	return c
 }
 

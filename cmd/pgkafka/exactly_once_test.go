@@ -183,6 +183,14 @@ func TestLargeTransactionSplitAndKilled(t *testing.T) {
 		"  maxTransactionRecords: 50000\n", "")
 	c := startCapture(t, path)
 	s.db.Exec(t, `INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, 300000) g`)
+	// A checkpoint at or past this position, not partial, would mean the
+	// transaction went whole (idle positions checkpointed while it was
+	// being written are below it).
+	var after string
+	if err := s.db.Conn(t).QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	afterLSN, _ := pglogrepl.ParseLSN(after)
 	// Kill once a checkpoint says Kafka holds part of it.
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -191,7 +199,7 @@ func TestLargeTransactionSplitAndKilled(t *testing.T) {
 			t.Logf("killing with %d changes of transaction %d in Kafka", cp.Partial.Changes, cp.Partial.Xid)
 			break
 		}
-		if cp != nil && cp.LSN > 0 && cp.Partial == nil && len(readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")) == 300000 {
+		if cp != nil && cp.Partial == nil && cp.LSN >= afterLSN {
 			t.Fatal("the transaction was committed in Kafka before any partial checkpoint was seen")
 		}
 		if time.Now().After(deadline) {
@@ -385,5 +393,52 @@ func TestStatus(t *testing.T) {
 	}
 	if code != 0 {
 		t.Fatalf("exit %d", code)
+	}
+}
+
+// TestBackfillKilledResumes kills pgkafka in the middle of a backfill: the
+// next run resumes from the checkpoint's cursor and no row is read twice.
+func TestBackfillKilledResumes(t *testing.T) {
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE wide (region text, id int, v text, PRIMARY KEY (region, id));
+		INSERT INTO wide SELECT (ARRAY['eu','us','Asia',''])[1 + g % 4], g, repeat('w', 150) FROM generate_series(1, 20000) g`)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), "  - resource: {namespace: public, stream: wide, syncMode: incremental}"),
+		"", "    backfill_chunk_size: 97\n")
+	c := startCaptureNoWait(t, path)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cp := checkpoint(t, s.broker.ListenAddrs(), "it")
+		if cp != nil && cp.Tables["public.wide"].State == "backfilling" && len(cp.Tables["public.wide"].Cursor) > 0 {
+			t.Logf("killing with the cursor at %s", cp.Tables["public.wide"].Cursor)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no backfill cursor in a checkpoint after a minute:\n%s", c.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.kill(t)
+	c = startCapture(t, path)
+	if logs := c.logs.String(); !strings.Contains(logs, `"resumed":true`) {
+		t.Errorf("the backfill did not resume from its cursor:\n%s", logs)
+	}
+	c.stop(t)
+	recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.wide")
+	seen := map[string]int{}
+	for _, m := range recs {
+		k := m["_key"].(map[string]any)
+		seen[fmt.Sprint(k["region"], "/", k["id"])]++
+	}
+	repeated := 0
+	for _, n := range seen {
+		if n > 1 {
+			repeated++
+		}
+	}
+	if len(seen) != 20000 || repeated > 0 || len(recs) != 20000 {
+		t.Fatalf("%d records, %d keys, %d read more than once", len(recs), len(seen), repeated)
+	}
+	if st := checkpoint(t, s.broker.ListenAddrs(), "it").Tables["public.wide"]; st.State != "streaming" {
+		t.Errorf("table state after the backfill: %+v", st)
 	}
 }

@@ -166,7 +166,7 @@ func TestRunStreamsAndStopsOnSIGTERM(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	logs := &logTail{}
 	ready := make(chan struct{})
-	go logs.scan(stderr, `"msg":"capturing"`, ready)
+	go logs.scan(stderr, `"msg":"backfills finished"`, ready)
 	select {
 	case <-ready:
 	case <-time.After(60 * time.Second):
