@@ -276,3 +276,37 @@ func TestTruncateNotSentToCompactedTopic(t *testing.T) {
 		t.Fatalf("ops %v on a compacted topic: the truncate must be skipped", got)
 	}
 }
+
+// TestUnchangedToastedValues: an update that leaves a 100 kB value alone
+// carries it from the old tuple under REPLICA IDENTITY FULL, and Debezium's
+// unavailable-value marker (never a silent null) otherwise.
+func TestUnchangedToastedValues(t *testing.T) {
+	e := newEnv(t, "public.wide_full", "public.dflt")
+	e.db.Exec(t, `CREATE TABLE wide_full (id int PRIMARY KEY, big text, n int); ALTER TABLE wide_full REPLICA IDENTITY FULL;
+		CREATE TABLE dflt (id int PRIMARY KEY, big text, n int)`)
+	e.start(t)
+	e.db.Exec(t, `INSERT INTO wide_full VALUES (1, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 3200) g), 0);
+		INSERT INTO dflt SELECT * FROM wide_full`)
+	e.db.Exec(t, `UPDATE wide_full SET n = 1; UPDATE dflt SET n = 1`)
+	rs := e.consume(t, []string{"test.public.wide_full", "test.public.dflt"}, 20*time.Second, atLeast(4))
+	var big string
+	if err := e.db.Conn(t).QueryRow(context.Background(), `SELECT big FROM wide_full`).Scan(&big); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Op != "u" {
+			continue
+		}
+		got, _ := r.After["big"].(string)
+		switch r.Topic {
+		case "test.public.wide_full":
+			if got != big {
+				t.Errorf("REPLICA IDENTITY FULL: the unchanged value arrived as %d bytes %.40q, want the %d bytes", len(got), got, len(big))
+			}
+		case "test.public.dflt":
+			if got != "__debezium_unavailable_value" {
+				t.Errorf("default identity: the unchanged value arrived as %.40q, want the unavailable marker", got)
+			}
+		}
+	}
+}

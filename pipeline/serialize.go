@@ -329,6 +329,15 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 		s.setEvent(ch, schema.OpCreate, nil, s.after, nowMs)
 		return s.emit(tc, ch, rb, s.after, false)
 	case pgsrc.OpUpdate:
+		if ch.OldKind == 'O' {
+			// REPLICA IDENTITY FULL: the old tuple holds the TOASTed values
+			// pgoutput leaves out of the new one as unchanged (DESIGN §4).
+			for i := range ch.New {
+				if ch.New[i].Kind == pgsrc.ValueUnchanged && i < len(ch.Old) {
+					ch.New[i] = ch.Old[i]
+				}
+			}
+		}
 		s.after = datums(s.after, ch.New)
 		var before []schema.Datum
 		if ch.Old != nil {
