@@ -32,6 +32,8 @@ type Status struct {
 type TableStatus struct {
 	Table, Topic string
 	State        offsets.State
+	// Cursor is a backfill's last key read (JSON), when backfilling.
+	Cursor string
 }
 
 // ReadStatus gathers the Status of the capture cfg describes.
@@ -63,7 +65,7 @@ func ReadStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error)
 			if err == nil {
 				topic = cfg.TopicFor(ref)
 			}
-			st.Tables = append(st.Tables, TableStatus{Table: name, Topic: topic, State: ts.State})
+			st.Tables = append(st.Tables, TableStatus{Table: name, Topic: topic, State: ts.State, Cursor: string(ts.Cursor)})
 		}
 		slices.SortFunc(st.Tables, func(a, b TableStatus) int {
 			if a.Table < b.Table {

@@ -135,7 +135,11 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 	if len(st.Tables) > 0 {
 		b.WriteString("tables\n")
 		for _, t := range st.Tables {
-			fmt.Fprintf(&b, "  %-40s %-12s topic %s\n", t.Table, t.State, t.Topic)
+			fmt.Fprintf(&b, "  %-40s %-12s topic %s", t.Table, t.State, t.Topic)
+			if t.Cursor != "" {
+				fmt.Fprintf(&b, ", read up to key %s", t.Cursor)
+			}
+			b.WriteString("\n")
 		}
 	}
 	_, err = io.WriteString(w, b.String())
