@@ -2,6 +2,7 @@
 
 GO        ?= go
 BENCH_ROWS ?= 200000
+BENCH_BACKFILL_ROWS ?= 1000000
 
 .PHONY: all build deps test unit lint bench demo clean
 
@@ -23,9 +24,10 @@ lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Streaming throughput against pg_recvlogical on the same WAL (DESIGN §9).
+# Streaming throughput against pg_recvlogical on the same WAL (DESIGN §9),
+# then backfill throughput against COPY and a raw franz-go producer.
 bench: deps
-	BENCH_ROWS=$(BENCH_ROWS) $(GO) test -run '^$$' -bench BenchmarkStreaming -benchtime 1x -count 1 -timeout 30m ./pipeline/
+	BENCH_ROWS=$(BENCH_ROWS) BENCH_BACKFILL_ROWS=$(BENCH_BACKFILL_ROWS) $(GO) test -run '^$$' -bench 'BenchmarkStreaming|BenchmarkBackfill' -benchtime 1x -count 1 -timeout 60m ./pipeline/
 
 demo: deps
 	$(GO) run ./cmd/pgkafka demo
