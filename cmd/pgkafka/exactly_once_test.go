@@ -222,7 +222,7 @@ func TestLargeTransactionSplitAndKilled(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.stop(t)
-	recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
+	recs := readKeys(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
 	seen := make(map[int64]int, 300000)
 	for _, m := range recs {
 		seen[toInt(m["_key"].(map[string]any)["id"])]++
@@ -342,7 +342,7 @@ func TestHardStopAborts(t *testing.T) {
 			c = startCapture(t, path)
 			deadline := time.Now().Add(2 * time.Minute)
 			for {
-				recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
+				recs := readKeys(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.big")
 				if len(recs) >= 200000 {
 					seen := map[int64]bool{}
 					for _, m := range recs {
@@ -423,7 +423,7 @@ func TestBackfillKilledResumes(t *testing.T) {
 		t.Errorf("the backfill did not resume from its cursor:\n%s", logs)
 	}
 	c.stop(t)
-	recs := readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.wide")
+	recs := readKeys(t, s.broker.ListenAddrs(), s.reg.URL(), "it.public.wide")
 	seen := map[string]int{}
 	for _, m := range recs {
 		k := m["_key"].(map[string]any)
