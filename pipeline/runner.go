@@ -210,10 +210,6 @@ func (r *Runner) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	env, err := schema.ParseEnvelope(cfg.Format.Envelope)
-	if err != nil {
-		return fmt.Errorf("format.envelope: %w", err)
-	}
 	var start pglogrepl.LSN
 	if cp != nil {
 		start = cp.LSN
@@ -307,7 +303,7 @@ func (r *Runner) session(ctx context.Context) error {
 	reader := &readerStage{src: src, committed: &r.committed, log: r.log.With("stage", "reader")}
 	decoder := &decoderStage{dec: pgsrc.NewDecoder()}
 	serializer := &serializerStage{
-		cfg: cfg, catalog: catalog, registry: registry, envelope: env, resume: cp,
+		cfg: cfg, catalog: catalog, registry: registry, resume: cp,
 		source: schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database},
 		log:    r.log.With("stage", "serializer"),
 		bound:  bound, tables: make(map[uint32]*tableCodec),

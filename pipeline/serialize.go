@@ -23,7 +23,6 @@ type serializerStage struct {
 	cfg      *Config
 	catalog  *pgsrc.Catalog
 	registry *schema.Registry
-	envelope schema.Envelope
 	source   schema.Source
 	log      *slog.Logger
 
