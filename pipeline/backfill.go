@@ -37,10 +37,13 @@ import (
 // Tables without a key are read by ctid ranges and filter nothing (without
 // a key there is no per-key history to keep in order).
 
-// Watermark values: "<prefix><chunk id>".
+// Watermark values: "<prefix><chunk id>", and the re-backfill request
+// "pgkafka-backfill:<schema>.<table>[,...]" that `pgkafka backfill` (or an
+// operator, with an INSERT) writes.
 const (
-	lowMark  = "pgkafka-lw:"
-	highMark = "pgkafka-hw:"
+	lowMark      = "pgkafka-lw:"
+	highMark     = "pgkafka-hw:"
+	BackfillMark = "pgkafka-backfill:"
 )
 
 // progressEvery is how often the backfill logs its progress.
@@ -195,8 +198,31 @@ func (s *serializerStage) onWatermark(ctx context.Context, ch *pgsrc.Change, now
 			return nil
 		}
 		return s.emitChunk(ctx, plan, nowMs, rb)
+	case strings.HasPrefix(mark, BackfillMark):
+		s.requestBackfill(strings.TrimPrefix(mark, BackfillMark), rb)
 	}
 	return nil
+}
+
+// requestBackfill marks the bound tables named in a re-backfill request to
+// be read again from their start: the checkpoint of this transaction says
+// so, and the session restarts from it once it is committed (at the first
+// commit with no chunk window open), so the new session backfills them
+// while the others stream.
+func (s *serializerStage) requestBackfill(list string, rb *recordBatch) {
+	for _, name := range strings.Split(list, ",") {
+		ref, err := pgsrc.ParseTableRef(strings.TrimSpace(name))
+		if err != nil || s.bound[ref] == nil {
+			s.log.Warn("re-backfill request for a table not captured: ignored", "table", strings.TrimSpace(name))
+			continue
+		}
+		if rb.tables == nil {
+			rb.tables = make(map[string]offsets.TableState)
+		}
+		rb.tables[ref.String()] = offsets.TableState{State: offsets.StateBackfilling}
+		s.restartPending = true
+		s.log.Info("re-backfill requested", "table", ref.String())
+	}
 }
 
 // plan returns the plan with the given id, taking the plans sent so far.

@@ -220,3 +220,33 @@ func quoted(ss []string) string {
 	}
 	return out
 }
+
+// TestRebackfillOnRequest: a row written to the watermarks table asks for
+// a table to be read again; new 'r' records follow, with the same invariant,
+// while the other table keeps streaming.
+func TestRebackfillOnRequest(t *testing.T) {
+	e := newEnv(t, "public.again", "public.other")
+	e.db.Exec(t, `CREATE TABLE again (id int PRIMARY KEY, v int); CREATE TABLE other (id int PRIMARY KEY);
+		INSERT INTO again SELECT g, 0 FROM generate_series(1, 50) g`)
+	rn := e.start(t)
+	e.consume(t, []string{"test.public.again"}, 20*time.Second, atLeast(50))
+	e.db.Exec(t, `UPDATE again SET v = 1 WHERE id <= 10`)
+	e.db.Exec(t, `INSERT INTO public.flow_watermarks (slot, watermark) VALUES ('flow_slot', 'pgkafka-backfill:public.again')
+		ON CONFLICT (slot) DO UPDATE SET watermark = EXCLUDED.watermark`)
+	e.db.Exec(t, `INSERT INTO other VALUES (1)`)
+	rs := e.consume(t, []string{"test.public.again", "test.public.other"}, 30*time.Second, atLeast(50+10+50+1))
+	rn.stop(t)
+	reads := 0
+	for _, r := range rs {
+		if r.Topic == "test.public.again" && r.Op == "r" {
+			reads++
+		}
+	}
+	if reads != 100 {
+		t.Fatalf("%d 'r' records, want 50 then 50 more after the request", reads)
+	}
+	sameRows(t, state(rs, "test.public.again"), pgRows(t, e.db, `SELECT id, v FROM again`, "id"))
+	if len(state(rs, "test.public.other")) != 1 {
+		t.Errorf("the other table did not keep streaming")
+	}
+}

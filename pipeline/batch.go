@@ -74,6 +74,9 @@ type recordBatch struct {
 	hold bool
 	// tables holds the tables whose backfill state changed.
 	tables map[string]offsets.TableState
+	// restart asks for a new session once the batch is committed (a
+	// re-backfill request: the new session reads the tables again).
+	restart bool
 }
 
 // txProgress is how far into one PostgreSQL transaction the records go.

@@ -17,6 +17,9 @@ var (
 	// ErrSlotLost reports a slot gone or invalidated while a checkpoint
 	// exists: the changes since cannot be read again.
 	ErrSlotLost = errors.New("replication slot lost")
+	// errRestart ends a session so that the next starts at once from the
+	// checkpoint just committed (after a re-backfill request).
+	errRestart = errors.New("restarting the session for a requested backfill")
 	// ErrSlotAhead reports a slot confirmed past the checkpoint: the changes
 	// in between were confirmed without reaching Kafka.
 	ErrSlotAhead = errors.New("replication slot ahead of the checkpoint")

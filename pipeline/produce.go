@@ -77,7 +77,7 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 	}()
 	promise := s.promise // one method value per transaction, not per record
 	records, batches := 0, 0
-	hold := false
+	hold, restart := false, false
 	add := func(b *recordBatch) {
 		for i := range b.recs {
 			s.client.Produce(ctx, &b.recs[i], promise)
@@ -103,6 +103,7 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 			}
 		}
 		hold = b.hold
+		restart = restart || b.restart
 	}
 	add(b)
 	more = true
@@ -139,6 +140,9 @@ gather:
 	}
 	if err := s.commit(ctx, next, records, batches); err != nil {
 		return false, err
+	}
+	if restart {
+		return false, errRestart
 	}
 	return more, nil
 }

@@ -89,6 +89,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		switch {
 		case err == nil:
 			return nil
+		case errors.Is(err, errRestart) && ctx.Err() == nil:
+			r.log.Info("restarting from the checkpoint to backfill the requested tables")
+			attempt, wait = 0, retryFirst
+			continue
 		case ctx.Err() != nil:
 			return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
 		case r.stopping(), !Retryable(err):

@@ -42,6 +42,9 @@ type serializerStage struct {
 	synthetic map[pgsrc.TableRef]*tableCodec
 	marksRef  pgsrc.TableRef
 	windows   int
+	// restartPending: a re-backfill was requested; the session restarts
+	// at the next commit with no window open.
+	restartPending bool
 
 	before, after []schema.Datum
 	key           [][]byte
@@ -82,6 +85,13 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 				inTx = false
 				if !skipAll {
 					rb.commitLSN, rb.commitTime = ch.EndLSN, ch.CommitTime
+				}
+				if s.restartPending && s.windows == 0 {
+					rb.restart = true
+					if err := send(ctx, out, rb); err != nil {
+						return err
+					}
+					return nil // the producer restarts the session after it
 				}
 				if rb.full() {
 					rb.hold = s.windows > 0

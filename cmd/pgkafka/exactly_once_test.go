@@ -442,3 +442,36 @@ func TestBackfillKilledResumes(t *testing.T) {
 		t.Errorf("table state after the backfill: %+v", st)
 	}
 }
+
+// TestBackfillCommand: `pgkafka backfill -c FILE TABLE` makes the running
+// capture read the table again.
+func TestBackfillCommand(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 5)
+	ctr.seed(t) // before the start: backfilled
+	path := s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding)
+	c := startCapture(t, path)
+	if code, out := pgkafka(t, "backfill", "-c", path, "public.nope"); code != 2 || !strings.Contains(out, "public.nope is not among the bindings") {
+		t.Fatalf("backfill of an unbound table: exit %d\n%s", code, out)
+	}
+	if code, out := pgkafka(t, "backfill", "-c", path, "public.counters"); code != 0 || !strings.Contains(out, "backfill of public.counters requested") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		reads := 0
+		for _, r := range counterRecs(t, readTopic(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic)) {
+			if r.op == "r" {
+				reads++
+			}
+		}
+		if reads == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d 'r' records a minute after the request, want 10:\n%s", reads, c.logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.stop(t)
+}

@@ -145,3 +145,31 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 	_, err = io.WriteString(w, b.String())
 	return err
 }
+
+// runBackfill asks the capture to read tables again: it writes the request
+// to the watermarks table, where the running capture (or the next one to
+// start) sees it in the replication stream.
+func runBackfill(ctx context.Context, cfg pipeline.Config, tables []string, w io.Writer) error {
+	bound := map[string]bool{}
+	for _, t := range cfg.Tables() {
+		bound[t.String()] = true
+	}
+	for _, t := range tables {
+		if _, err := pgsrc.ParseTableRef(t); err != nil {
+			return &configError{fmt.Errorf("table %s", err)}
+		}
+		if len(bound) > 0 && !bound[t] {
+			return &configError{fmt.Errorf("table %s is not among the bindings: add it to bindings to capture it", t)}
+		}
+	}
+	marks, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
+	if err != nil {
+		return err
+	}
+	defer marks.Close(context.WithoutCancel(ctx))
+	if err := marks.Write(ctx, pipeline.BackfillMark+strings.Join(tables, ",")); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "backfill of %s requested: the running capture (or the next to start) reads them again\n", strings.Join(tables, ", "))
+	return err
+}

@@ -24,6 +24,8 @@ Usage:
   pgkafka discover -c FILE   print a bindings: list of every table that can be captured
   pgkafka check    -c FILE   check every prerequisite and print the fix of each failure
   pgkafka status   -c FILE   the checkpoint, the slot's lag and each table's state
+  pgkafka backfill -c FILE SCHEMA.TABLE...
+                             read the tables again (new 'r' records) while the rest streams
   pgkafka demo               a throwaway PostgreSQL, Kafka broker and schema registry under load
   pgkafka version
 
@@ -75,8 +77,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() > 0 && cmd != "backfill" {
 		fmt.Fprintf(stderr, "pgkafka %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
+	}
+	if cmd == "backfill" && fs.NArg() == 0 {
+		fmt.Fprintf(stderr, "pgkafka backfill: name the tables to read again, as SCHEMA.TABLE\n")
 		return 2
 	}
 	log, err := newLogger(stderr, cf.logFormat, cf.logLevel)
@@ -93,7 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "demo":
 		return exit(log, runDemo(ctx, stdout, log))
-	case "run", "discover", "check", "status":
+	case "run", "discover", "check", "status", "backfill":
 	default:
 		fmt.Fprintf(stderr, "pgkafka: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -113,6 +119,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exit(log, runDiscover(ctx, cfg, stdout))
 	case "status":
 		return exit(log, runStatus(ctx, cfg, stdout))
+	case "backfill":
+		return exit(log, runBackfill(ctx, cfg, fs.Args(), stdout))
 	default:
 		return exit(log, runCheck(ctx, cfg, stdout))
 	}

@@ -49,7 +49,11 @@ func testMain(m *testing.M) int {
 func pgkafka(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(append(args, "--log-format", "text"), &stdout, &stderr)
+	if len(args) > 0 {
+		// Flags before the positional arguments (flag parsing stops there).
+		args = append([]string{args[0], "--log-format", "text"}, args[1:]...)
+	}
+	code := run(args, &stdout, &stderr)
 	return code, stdout.String() + stderr.String()
 }
 
