@@ -9,8 +9,13 @@
 // Closing a stage's output tells the next one that nothing more comes.
 //
 //	reader ─walBatch▶ decoder ─changeBatch▶ serializer ─recordBatch▶ producer
-//	   ▲                                                              │
+//	   ▲                                         ▲                    │
+//	   │                        backfill ─chunkPlan                   │
 //	   └───────────────── committed LSN (atomic) ◀────────────────────┘
+//
+// The backfill stage (backfill.go) reads the tables' existing rows in
+// chunks between two watermark writes; the serializer emits each chunk
+// when it meets the chunk's high watermark in the stream.
 //
 // # Memory bound
 //
