@@ -343,7 +343,7 @@ func (s *backfillStage) run(ctx, soft context.Context) error {
 		}
 		after, ctid := t.cursor, t.ctid
 		ref := t.info.Ref()
-		rows, last := 0, time.Now()
+		rows, started, last := 0, time.Now(), time.Now()
 		s.log.Info("backfilling", "table", ref.String(), "estimated_rows", t.info.Estimated, "resumed", after != nil || ctid != "")
 		for {
 			if soft.Err() != nil {
@@ -356,7 +356,8 @@ func (s *backfillStage) run(ctx, soft context.Context) error {
 			rows += len(plan.rows)
 			if time.Since(last) >= progressEvery {
 				last = time.Now()
-				s.log.Info("backfill progress", "table", ref.String(), "rows", rows, "percent", percent(rows, t.info.Estimated))
+				s.log.Info("backfill progress", "table", ref.String(), "rows", rows, "percent", percent(rows, t.info.Estimated),
+					"eta", eta(rows, t.info.Estimated, time.Since(started)))
 			}
 			if !plan.full {
 				break
@@ -445,6 +446,15 @@ func (s *backfillStage) chunk(ctx context.Context, t *tableBackfill, after [][]b
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
+}
+
+// eta is the time left at the rate so far, from the row estimate.
+func eta(rows int, estimated int64, elapsed time.Duration) string {
+	if rows == 0 || estimated <= int64(rows) {
+		return "unknown"
+	}
+	left := time.Duration(float64(elapsed) * float64(estimated-int64(rows)) / float64(rows))
+	return left.Round(time.Second).String()
 }
 
 func percent(rows int, estimated int64) string {
