@@ -456,7 +456,12 @@ func (s *serializerStage) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch
 }
 
 func (s *serializerStage) encodeError(tc *tableCodec, ch *pgsrc.Change, err error) error {
-	return fmt.Errorf("encoding %s of %s.%s at LSN %s: %w", ch.Op, tc.rel.Namespace, tc.rel.Name, pglogrepl.LSN(ch.LSN), err)
+	err = fmt.Errorf("encoding %s of %s.%s at LSN %s: %w", ch.Op, tc.rel.Namespace, tc.rel.Name, pglogrepl.LSN(ch.LSN), err)
+	if errors.Is(err, schema.ErrUnavailable) {
+		ref := pgsrc.TableRef{Schema: tc.rel.Namespace, Name: tc.rel.Name}
+		err = fmt.Errorf("%w; to have PostgreSQL send unchanged TOASTed values, run ALTER TABLE %s REPLICA IDENTITY FULL and restart", err, ref.Quoted())
+	}
+	return err
 }
 
 // datums converts pgoutput values to schema datums, reusing buf.
