@@ -279,19 +279,30 @@ func (o *KeyOrder) Check(key [][]byte) error {
 // (keys the Scanner returns always have): Compare panics on a value its
 // column's type cannot parse.
 func (o *KeyOrder) Compare(a, b [][]byte) int {
+	c, err := o.CompareChecked(a, b)
+	if err != nil {
+		panic(fmt.Sprintf("pgsrc: KeyOrder.Compare on a key that does not pass Check: %v", err))
+	}
+	return c
+}
+
+// CompareChecked is Compare for keys that have not passed Check (keys
+// from the WAL): a value its column's type cannot parse is an error, not
+// a panic. It parses each value once, where Check then Compare parse twice.
+func (o *KeyOrder) CompareChecked(a, b [][]byte) (int, error) {
 	if len(a) != len(o.cols) || len(b) != len(o.cols) {
-		panic(fmt.Sprintf("pgsrc: KeyOrder.Compare: keys of %d and %d values for a key of %d columns", len(a), len(b), len(o.cols)))
+		return 0, fmt.Errorf("keys of %d and %d values for the key of %s, of %d columns", len(a), len(b), o.table, len(o.cols))
 	}
 	for i := range o.cols {
 		c, err := o.cols[i].compare(a[i], b[i])
 		if err != nil {
-			panic(fmt.Sprintf("pgsrc: KeyOrder.Compare on a key that does not pass Check: column %q of table %s: %v", o.cols[i].name, o.table, err))
+			return 0, fmt.Errorf("key column %q of table %s: %w", o.cols[i].name, o.table, err)
 		}
 		if c != 0 {
-			return c
+			return c, nil
 		}
 	}
-	return 0
+	return 0, nil
 }
 
 // compare compares two text values of the column.

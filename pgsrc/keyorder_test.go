@@ -519,3 +519,24 @@ func TestScannerKeyOrderUsesTheIndex(t *testing.T) {
 		t.Errorf("OrderBy %s, want no COLLATE for POSIX and C columns", got)
 	}
 }
+
+// TestKeyOrderCompareChecked: a value its type cannot parse is an error,
+// not a panic, and names the column; well-formed keys compare as Compare.
+func TestKeyOrderCompareChecked(t *testing.T) {
+	tbl := tableOf(pgsrc.Column{Name: "k", Type: builtin("int8", 'N')})
+	o, err := pgsrc.NewKeyOrder(tbl, tbl.PrimaryKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := o.CompareChecked([][]byte{[]byte("10")}, [][]byte{[]byte("9")}); err != nil || c != 1 {
+		t.Fatalf("CompareChecked(10, 9) = %d, %v", c, err)
+	}
+	for _, bad := range [][][]byte{{[]byte("x")}, {}, {[]byte("1"), []byte("2")}} {
+		if _, err := o.CompareChecked(bad, [][]byte{[]byte("1")}); err == nil {
+			t.Errorf("CompareChecked(%q, 1): no error", bad)
+		}
+	}
+	if _, err := o.CompareChecked([][]byte{[]byte("x")}, [][]byte{[]byte("1")}); err == nil || !strings.Contains(err.Error(), `"k"`) {
+		t.Errorf("the error does not name the column: %v", err)
+	}
+}

@@ -105,18 +105,29 @@ func (b *tableBackfill) parseCursor(raw json.RawMessage) error {
 	return nil
 }
 
-// passes reports whether a change to the row with key k passes (see the
-// comment at the top of this file), noting a chunk row it supersedes.
+// passes reports whether a change to the row with key k (from the WAL)
+// passes (see the comment at the top of this file), noting a chunk row it
+// supersedes. A key that cannot be placed (a value its type cannot parse)
+// passes: better a change too many than one lost.
 func (b *tableBackfill) passes(k [][]byte) bool {
 	if b.done || b.order == nil {
 		return true
 	}
-	if b.cursor != nil && b.order.Compare(k, b.cursor) <= 0 {
-		return true
+	if b.cursor != nil {
+		if c, err := b.order.CompareChecked(k, b.cursor); err != nil || c <= 0 {
+			return true
+		}
 	}
-	if w := b.window; w != nil && (w.end == nil || b.order.Compare(k, w.end) <= 0) {
-		w.touched[keyString(k)] = struct{}{}
-		return true
+	if w := b.window; w != nil {
+		in := w.end == nil
+		if !in {
+			c, err := b.order.CompareChecked(k, w.end)
+			in = err != nil || c <= 0
+		}
+		if in {
+			w.touched[keyString(k)] = struct{}{}
+			return true
+		}
 	}
 	return false
 }

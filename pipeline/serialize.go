@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -283,7 +284,7 @@ func schemaType(t *pgsrc.Type, typmod int32) schema.Type {
 }
 
 func isCompacted(topicConfig map[string]string) bool {
-	return bytes.Contains([]byte(topicConfig["cleanup.policy"]), []byte("compact"))
+	return strings.Contains(topicConfig["cleanup.policy"], "compact")
 }
 
 // encode appends the records of one row change (or truncate) to rb.
@@ -322,7 +323,7 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 			return true
 		}
 		k, ok := s.keyOf(tc, tuple)
-		if !ok || b.order.Check(k) != nil {
+		if !ok {
 			// A key pgoutput did not send (an unchanged TOASTed key column)
 			// cannot be placed: let the change through.
 			return true
