@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,15 @@ type Config struct {
 	// ShutdownTimeout bounds a soft stop (SIGTERM): past it, the open
 	// Kafka transaction is aborted and pgkafka exits.
 	ShutdownTimeout time.Duration `koanf:"shutdownTimeout"`
+	// Metrics serves Prometheus metrics.
+	Metrics MetricsConfig `koanf:"metrics"`
+}
+
+// MetricsConfig is the `metrics` block.
+type MetricsConfig struct {
+	// Address is where `pgkafka run` serves /metrics (Prometheus text
+	// format) and /healthz, host:port; empty serves nothing.
+	Address string `koanf:"address"`
 }
 
 // Binding is one captured table.
@@ -177,6 +187,11 @@ func (c *Config) Validate() error {
 		bad("name", "%q may hold only letters, digits, '.', '_' and '-'", c.Name)
 	}
 	errs = append(errs, c.Source.Validate(), c.SchemaRegistry.Validate(), c.Format.Validate())
+	if a := c.Metrics.Address; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			bad("metrics.address", "%q is not host:port (for example \":9187\" or \"127.0.0.1:9187\")", a)
+		}
+	}
 	seen := map[string]int{}
 	topics := map[string]int{}
 	for i, b := range c.Bindings {

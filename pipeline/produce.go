@@ -34,6 +34,7 @@ type producerStage struct {
 	window       time.Duration
 	maxRecords   int
 	log          *slog.Logger
+	metrics      *Metrics
 
 	mu       sync.Mutex
 	firstErr error
@@ -174,6 +175,9 @@ func (s *producerStage) commit(ctx context.Context, next *offsets.Checkpoint, re
 	// transaction holding every record before it and the checkpoint saying
 	// so; and only forward.
 	s.cp = next
+	s.metrics.transactions.Inc()
+	s.metrics.committedLSN.Set(float64(next.LSN))
+	s.metrics.commitTime.SetToCurrentTime()
 	for {
 		cur := s.committed.Load()
 		if uint64(next.LSN) <= cur || s.committed.CompareAndSwap(cur, uint64(next.LSN)) {
@@ -194,7 +198,9 @@ func (s *producerStage) abort(cause error) {
 	}
 	if err := s.client.EndTransaction(ctx, kgo.TryAbort); err != nil && !errors.Is(cause, ErrFenced) {
 		s.log.Warn("aborting the Kafka transaction", "err", err, "cause", cause)
+		return
 	}
+	s.metrics.aborted.Inc()
 }
 
 func (s *producerStage) promise(r *kgo.Record, err error) {

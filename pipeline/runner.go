@@ -28,8 +28,9 @@ const closeTimeout = 10 * time.Second
 
 // Runner runs one capture: prerequisites, then the stages until stopped.
 type Runner struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -46,8 +47,11 @@ func NewRunner(cfg Config, log *slog.Logger) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, log: log, stop: make(chan struct{}), ready: make(chan struct{}), backfilled: make(chan struct{})}, nil
+	return &Runner{cfg: cfg, log: log, metrics: newMetrics(), stop: make(chan struct{}), ready: make(chan struct{}), backfilled: make(chan struct{})}, nil
 }
+
+// Metrics are the Runner's Prometheus metrics.
+func (r *Runner) Metrics() *Metrics { return r.metrics }
 
 // Stop asks for a soft stop: the reader stops after the transaction in
 // progress, the stages drain, the last batch is written and confirmed, and
@@ -85,7 +89,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	wait := retryFirst
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
+		r.metrics.sessions.Inc()
 		err := r.session(ctx)
+		if err != nil && !errors.Is(err, errRestart) {
+			r.metrics.failures.Inc()
+		}
 		switch {
 		case err == nil:
 			return nil
@@ -307,7 +315,7 @@ func (r *Runner) session(ctx context.Context) error {
 	reader := &readerStage{src: src, committed: &r.committed, log: r.log.With("stage", "reader")}
 	decoder := &decoderStage{dec: pgsrc.NewDecoder()}
 	serializer := &serializerStage{
-		cfg: cfg, catalog: catalog, registry: registry, resume: cp,
+		cfg: cfg, catalog: catalog, registry: registry, resume: cp, metrics: r.metrics,
 		source: schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database},
 		log:    r.log.With("stage", "serializer"),
 		bound:  bound, tables: make(map[uint32]*tableCodec),
@@ -318,7 +326,7 @@ func (r *Runner) session(ctx context.Context) error {
 		client: client, committed: &r.committed, cp: base,
 		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,
 		window: cfg.Kafka.TransactionWindow, maxRecords: cfg.Kafka.MaxTransactionRecords,
-		log: r.log.With("stage", "producer"),
+		log: r.log.With("stage", "producer"), metrics: r.metrics,
 	}
 	g.Go(func() error { return stage("reader", reader.run(gctx, softOf(gctx, soft), walCh)) })
 	g.Go(func() error { return stage("decoder", decoder.run(gctx, walCh, changeCh)) })

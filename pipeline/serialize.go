@@ -26,6 +26,7 @@ type serializerStage struct {
 	registry *schema.Registry
 	source   schema.Source
 	log      *slog.Logger
+	metrics  *Metrics
 
 	// resume is the checkpoint the session started from (nil: none).
 	resume *offsets.Checkpoint
@@ -62,6 +63,7 @@ type tableCodec struct {
 	compacted bool
 	marks     bool           // the watermarks table
 	backfill  *tableBackfill // while the table is backfilled
+	counts    *opCounters    // records by op, in metrics
 }
 
 func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out chan<- *recordBatch) error {
@@ -198,6 +200,7 @@ func (s *serializerStage) build(ctx context.Context, rel *pgsrc.Relation) (*tabl
 	}
 	tc.codec, tc.topic, tc.key = codec, st.Topic, st.Key
 	tc.compacted = isCompacted(s.cfg.Kafka.Topics.Config)
+	tc.counts = s.metrics.opCounters(tc.topic)
 	s.log.Debug("relation", "table", ref.String(), "version", rel.Version, "topic", tc.topic)
 	return tc, nil
 }
@@ -449,6 +452,7 @@ func (s *serializerStage) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch
 		return s.encodeError(tc, ch, err)
 	default:
 		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]})
+		tc.counts[s.ev.Op].Inc()
 	}
 	if tombstone && key != nil {
 		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key})

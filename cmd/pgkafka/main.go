@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -160,6 +162,13 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger) erro
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if cfg.Metrics.Address != "" {
+		stop, err := serveMetrics(cfg.Metrics.Address, r, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -180,4 +189,28 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger) erro
 		}
 	}()
 	return r.Run(ctx)
+}
+
+// serveMetrics serves the Runner's metrics on /metrics and a liveness
+// answer on /healthz until stop is called.
+func serveMetrics(addr string, r *pipeline.Runner, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.address: cannot listen on %s: %w (choose a free port, or leave the key empty to serve no metrics)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", r.Metrics().Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "address", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }
