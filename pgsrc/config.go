@@ -46,6 +46,9 @@ type Config struct {
 type Advanced struct {
 	// BackfillChunkSize is the number of rows read by one backfill query.
 	BackfillChunkSize int `koanf:"backfill_chunk_size"`
+	// BackfillParallelism is how many tables are backfilled at once, each
+	// on a connection of its own.
+	BackfillParallelism int `koanf:"backfill_parallelism"`
 	// PublicationName is the publication to replicate from.
 	PublicationName string `koanf:"publicationName"`
 	// SlotName is the replication slot to replicate from.
@@ -74,6 +77,9 @@ func (c *Config) SetDefaults() {
 	a := &c.Advanced
 	if a.BackfillChunkSize == 0 {
 		a.BackfillChunkSize = 4096
+	}
+	if a.BackfillParallelism == 0 {
+		a.BackfillParallelism = 2
 	}
 	if a.PublicationName == "" {
 		a.PublicationName = "flow_publication"
@@ -117,6 +123,9 @@ func (c *Config) Validate() error {
 	a := c.Advanced
 	if a.BackfillChunkSize < 1 {
 		bad("advanced.backfill_chunk_size", "must be at least 1, got %d", a.BackfillChunkSize)
+	}
+	if a.BackfillParallelism < 1 || a.BackfillParallelism > 64 {
+		bad("advanced.backfill_parallelism", "must be between 1 and 64, got %d", a.BackfillParallelism)
 	}
 	if !validIdent(a.PublicationName) {
 		bad("advanced.publicationName", "%q is not a valid identifier (letters, digits and _, at most 63 bytes)", a.PublicationName)

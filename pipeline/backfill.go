@@ -6,10 +6,17 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
@@ -60,7 +67,12 @@ type tableBackfill struct {
 	// window is the chunk between its watermarks, if any.
 	window *chunkPlan
 	done   bool
+	// chunkBytes sizes the next chunk's slab, from the last one's.
+	chunkBytes int
 }
+
+// arenaValues is how many values a block of a chunk's rows holds.
+const arenaValues = 1 << 14
 
 // state is the checkpoint's view of the table.
 func (b *tableBackfill) state() offsets.TableState {
@@ -153,15 +165,22 @@ type chunkPlan struct {
 	full  bool     // false for the last chunk
 	ctid  string   // keyless: the ctid after which the chunk starts
 
-	// Filled by the backfill stage before it writes the high watermark,
-	// then ready is closed.
+	// Filled by the backfill stage: the rows, read before it writes the
+	// high watermark; then their records (recs[i] is rows[i]'s, with a nil
+	// Value for a row its type cannot represent) or the error encoding
+	// them, after which ready is closed.
 	rows    [][]pgsrc.Value
 	slab    []byte
 	lastTID string
+	recs    []kgo.Record
+	enc     []byte
+	err     error
 	ready   chan struct{}
 
-	// opened is closed by the serializer when it sees the low watermark.
+	// opened is closed by the serializer when it sees the low watermark,
+	// once it has set tc, the codec of the chunk's rows.
 	opened chan struct{}
+	tc     *tableCodec
 
 	// touched is the serializer's: keys a change superseded in the window.
 	touched map[string]struct{}
@@ -198,9 +217,18 @@ func (s *serializerStage) onWatermark(ctx context.Context, ch *pgsrc.Change, now
 			return nil
 		}
 		if b := s.backfills[plan.table]; b != nil {
+			tc, err := s.backfillCodec(ctx, b)
+			if err != nil {
+				return err
+			}
+			plan.tc = tc
 			plan.touched = make(map[string]struct{})
 			b.window = plan
 			s.windows++
+			if s.windows == 1 {
+				s.busySince = time.Now()
+			}
+			s.checkBusy()
 			close(plan.opened)
 		}
 	case strings.HasPrefix(mark, highMark):
@@ -208,7 +236,7 @@ func (s *serializerStage) onWatermark(ctx context.Context, ch *pgsrc.Change, now
 		if plan == nil {
 			return nil
 		}
-		return s.emitChunk(ctx, plan, nowMs, rb)
+		return s.emitChunk(ctx, plan, rb)
 	case strings.HasPrefix(mark, BackfillMark):
 		s.requestBackfill(strings.TrimPrefix(mark, BackfillMark), rb)
 	}
@@ -253,9 +281,10 @@ func (s *serializerStage) plan(id string) *chunkPlan {
 	}
 }
 
-// emitChunk closes a chunk's window: its rows that no change superseded go
-// out as 'r' records, and the table's cursor moves to the chunk's end.
-func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, nowMs int64, rb *recordBatch) error {
+// emitChunk closes a chunk's window: the records of its rows that no
+// change superseded go out ('r', encoded by the backfill stage), and the
+// table's cursor moves to the chunk's end.
+func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, rb *recordBatch) error {
 	delete(s.pending, plan.id)
 	b := s.backfills[plan.table]
 	if b == nil || b.window != plan {
@@ -266,35 +295,39 @@ func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, nowMs 
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+	if plan.err != nil {
+		return fmt.Errorf("backfill of %s: %w", plan.table, plan.err)
+	}
 	b.window = nil
 	s.windows--
-	tc, err := s.backfillCodec(ctx, b)
-	if err != nil {
-		return err
+	if s.windows == 0 {
+		s.gate.open()
+		s.gap = true
 	}
-	ch := &pgsrc.Change{Op: pgsrc.OpInsert, Rel: tc.rel}
-	key := make([][]byte, len(tc.key))
-	for _, row := range plan.rows {
-		if len(row) != len(tc.rel.Columns) {
-			return fmt.Errorf("backfill of %s: a row of %d columns for %d: the table changed during the backfill", plan.table, len(row), len(tc.rel.Columns))
+	s.checkBusy()
+	tc := plan.tc
+	check := b.order != nil && len(plan.touched) > 0
+	key := s.key[:0]
+	n := 0
+	rb.recs = slices.Grow(rb.recs, len(plan.recs))
+	for i := range plan.recs {
+		if plan.recs[i].Value == nil {
+			continue
 		}
-		if b.order != nil {
-			for i, c := range tc.key {
-				key[i] = row[c].Data
+		if check {
+			key = key[:0]
+			for _, c := range tc.key {
+				key = append(key, plan.rows[i][c].Data)
 			}
 			if _, superseded := plan.touched[keyString(key)]; superseded {
 				continue
 			}
 		}
-		s.after = datums(s.after, row)
-		s.setEvent(ch, schema.OpRead, nil, s.after, nowMs)
-		s.ev.Snapshot = "true"
-		s.ev.TxID, s.ev.LSN = -1, -1
-		s.ev.TsMs = nowMs
-		if err := s.emit(tc, ch, rb, s.after, false); err != nil {
-			return err
-		}
+		rb.recs = append(rb.recs, plan.recs[i])
+		n++
 	}
+	s.key = key
+	tc.counts[schema.OpRead].Add(float64(n))
 	if b.order == nil {
 		b.ctid = plan.lastTID
 	} else if plan.end != nil {
@@ -307,6 +340,64 @@ func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, nowMs 
 	rb.tables[plan.table.String()] = b.state()
 	close(plan.done)
 	return nil
+}
+
+// encodeChunk encodes the rows of a chunk as 'r' records with its codec,
+// then closes ready. It runs on a goroutine of its own, so that encoding
+// overlaps with the reads of the next chunk; a table's chunks are encoded
+// one after the other (the next is read only once the serializer has
+// emitted this one), and its codec serves no one else.
+func encodeChunk(plan *chunkPlan) {
+	defer close(plan.ready)
+	tc := plan.tc
+	ev := schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}
+	ev.NowMs = time.Now().UnixMilli()
+	ev.TsMs = ev.NowMs
+	var after []schema.Datum
+	plan.recs = make([]kgo.Record, len(plan.rows))
+	plan.enc = make([]byte, 0, len(plan.slab)+len(plan.rows)*encodedRowOverhead(tc))
+	for i, row := range plan.rows {
+		if len(row) != len(tc.rel.Columns) {
+			plan.err = fmt.Errorf("a row of %d columns for %d: the table changed during the backfill; the next session reads it again", len(row), len(tc.rel.Columns))
+			return
+		}
+		after = datums(after, row)
+		ev.After = after
+		var key []byte
+		var err error
+		if tc.codec.Keyed() {
+			off := len(plan.enc)
+			if plan.enc, err = tc.codec.AppendKey(plan.enc, after); err != nil {
+				plan.err = fmt.Errorf("encoding the key of a row: %w", err)
+				return
+			}
+			key = plan.enc[off:len(plan.enc):len(plan.enc)]
+		}
+		off := len(plan.enc)
+		plan.enc, err = tc.codec.AppendValue(plan.enc, &ev)
+		switch {
+		case errors.Is(err, schema.ErrNotRepresentable):
+			plan.enc = plan.enc[:off]
+		case err != nil:
+			plan.err = fmt.Errorf("encoding a row: %w", err)
+			return
+		default:
+			plan.recs[i] = kgo.Record{Topic: tc.topic, Key: key, Value: plan.enc[off:len(plan.enc):len(plan.enc)]}
+		}
+	}
+}
+
+// encodedRowOverhead is about how many bytes a row's record takes beyond
+// its values' text: the envelope, source block and key.
+func encodedRowOverhead(tc *tableCodec) int { return 160 + 8*len(tc.rel.Columns) }
+
+// checkBusy closes the gate when chunk windows have been open without a
+// break for longer than a transaction window: the producer can commit
+// only where none is open.
+func (s *serializerStage) checkBusy() {
+	if s.windows > 0 && time.Since(s.busySince) > s.cfg.Kafka.TransactionWindow {
+		s.gate.close()
+	}
 }
 
 // backfillCodec returns the codec of a table as the catalog describes it,
@@ -331,60 +422,134 @@ func (s *serializerStage) backfillCodec(ctx context.Context, b *tableBackfill) (
 	return tc, nil
 }
 
-// backfillStage reads the tables being backfilled, one chunk at a time,
-// each between two watermark writes.
+// backfillStage reads the tables being backfilled, chunk by chunk, each
+// chunk between two watermark writes. Up to one table per scanner is read
+// at a time (source.advanced.backfill_parallelism); a table's chunks go in
+// key order, and the next chunk is read while the serializer emits the
+// last one.
 type backfillStage struct {
-	scanner   *pgsrc.Scanner
+	scanners  []*pgsrc.Scanner // one per worker
 	marks     *pgsrc.Watermarks
 	tables    []*tableBackfill // the serializer's, read only here: their starting cursors
 	chunkSize int
 	plans     chan<- *chunkPlan
-	log       *slog.Logger
+	// awaited counts the low watermarks waited for (see readerStage).
+	awaited *atomic.Int32
+	gate    *windowGate
+	prog    *backfillProgress
+	log     *slog.Logger
+
+	marksMu sync.Mutex
 	// finished is set when every table is backfilled.
 	finished bool
 }
 
-// run backfills every table until done, soft ends (after the chunk in
-// flight is emitted) or ctx ends.
+// run backfills every table until done, soft ends (after the chunks in
+// flight are emitted) or ctx ends.
 func (s *backfillStage) run(ctx, soft context.Context) error {
 	defer close(s.plans)
+	next := make(chan *tableBackfill, len(s.tables))
 	for _, t := range s.tables {
-		if t.done {
-			continue
+		if !t.done {
+			next <- t
 		}
-		after, ctid := t.cursor, t.ctid
-		ref := t.info.Ref()
-		rows, started, last := 0, time.Now(), time.Now()
-		s.log.Info("backfilling", "table", ref.String(), "estimated_rows", t.info.Estimated, "resumed", after != nil || ctid != "")
-		for {
-			if soft.Err() != nil {
-				return nil
+	}
+	close(next)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, sc := range s.scanners {
+		g.Go(func() error {
+			for t := range next {
+				if soft.Err() != nil || gctx.Err() != nil {
+					return nil
+				}
+				if err := s.table(gctx, soft, sc, t); err != nil {
+					return err
+				}
 			}
-			plan, err := s.chunk(ctx, t, after, ctid)
-			if err != nil {
-				return fmt.Errorf("backfill of %s: %w", ref, err)
-			}
-			rows += len(plan.rows)
-			if time.Since(last) >= progressEvery {
-				last = time.Now()
-				s.log.Info("backfill progress", "table", ref.String(), "rows", rows, "percent", percent(rows, t.info.Estimated),
-					"eta", eta(rows, t.info.Estimated, time.Since(started)))
-			}
-			if !plan.full {
-				break
-			}
-			after, ctid = plan.end, plan.lastTID
-		}
-		s.log.Info("backfill finished", "table", ref.String(), "rows", rows)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if soft.Err() != nil {
+		return nil
 	}
 	s.log.Info("backfills finished")
 	s.finished = true
 	return nil
 }
 
-// chunk reads one chunk between its watermarks and waits until the
-// serializer has emitted it.
-func (s *backfillStage) chunk(ctx context.Context, t *tableBackfill, after [][]byte, ctid string) (*chunkPlan, error) {
+// table backfills one table with sc, from its cursor to its end or until
+// soft ends. Chunk n+1 is read while the serializer emits chunk n: its low
+// watermark follows chunk n's high one in the WAL, so windows of one table
+// never overlap.
+func (s *backfillStage) table(ctx, soft context.Context, sc *pgsrc.Scanner, t *tableBackfill) error {
+	after, ctid := t.cursor, t.ctid
+	ref := t.info.Ref()
+	p := s.prog.start(ref.String(), t.info.Estimated)
+	s.log.Info("backfilling", "table", ref.String(), "estimated_rows", t.info.Estimated, "resumed", after != nil || ctid != "")
+	var emitting *chunkPlan // the chunk the serializer may still be emitting
+	wait := func() error {
+		if emitting == nil {
+			return nil
+		}
+		select {
+		case <-emitting.done:
+			emitting = nil
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	last := time.Now()
+	for {
+		if soft.Err() != nil {
+			return wait()
+		}
+		plan, err := s.chunk(ctx, soft, sc, t, after, ctid)
+		if err != nil {
+			return fmt.Errorf("backfill of %s: %w", ref, err)
+		}
+		if plan == nil {
+			return wait() // soft stop while held at the gate
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+		emitting = plan
+		p.add(len(plan.rows))
+		if time.Since(last) >= progressEvery {
+			last = time.Now()
+			v := p.view()
+			s.log.Info("backfill progress", "table", ref.String(), "rows", v.Rows, "percent", percent(v), "eta", eta(v))
+		}
+		if !plan.full {
+			break
+		}
+		after, ctid = plan.end, plan.lastTID
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	p.finish()
+	v := p.view()
+	s.log.Info("backfill finished", "table", ref.String(), "rows", v.Rows, "took", v.Elapsed.Round(time.Millisecond).String())
+	return nil
+}
+
+// watermark writes a watermark; the workers share the connection.
+func (s *backfillStage) watermark(ctx context.Context, value string) error {
+	s.marksMu.Lock()
+	defer s.marksMu.Unlock()
+	return s.marks.Write(ctx, value)
+}
+
+// chunk reads one chunk between its watermarks. It returns once the high
+// watermark is written; plan.done is closed when the serializer has
+// emitted the chunk. It returns a nil plan when soft ends while the gate
+// holds the chunk back.
+func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *tableBackfill, after [][]byte, ctid string) (*chunkPlan, error) {
 	id := make([]byte, 8)
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
@@ -392,36 +557,55 @@ func (s *backfillStage) chunk(ctx context.Context, t *tableBackfill, after [][]b
 	plan := &chunkPlan{id: hex.EncodeToString(id), table: t.info.Ref(), after: after, ctid: ctid,
 		opened: make(chan struct{}), ready: make(chan struct{}), done: make(chan struct{})}
 	if t.order != nil {
-		end, full, err := s.scanner.ChunkEnd(ctx, t.info, t.order, after, s.chunkSize)
+		end, full, err := sc.ChunkEnd(ctx, t.info, t.order, after, s.chunkSize)
 		if err != nil {
 			return nil, err
 		}
 		plan.end, plan.full = end, full
 	}
+	if err := s.gate.wait(ctx); err != nil {
+		return nil, err
+	}
+	if soft.Err() != nil {
+		return nil, nil
+	}
 	if err := send(ctx, s.plans, plan); err != nil {
 		return nil, err
 	}
-	if err := s.marks.Write(ctx, lowMark+plan.id); err != nil {
+	s.awaited.Add(1)
+	err := s.watermark(ctx, lowMark+plan.id)
+	if err == nil {
+		// Invariant: the chunk is read only after the serializer has seen
+		// the low watermark, in a snapshot that sees every transaction
+		// committed before it: a change the serializer dropped as beyond
+		// the cursor (it came before the low watermark) is then always in
+		// the chunk.
+		select {
+		case <-plan.opened:
+		case <-ctx.Done():
+			err = context.Cause(ctx)
+		}
+	}
+	s.awaited.Add(-1)
+	if err != nil {
 		return nil, err
 	}
-	// Invariant: the chunk is read only after the serializer has seen the
-	// low watermark, in a snapshot that sees every transaction committed
-	// before it: a change the serializer dropped as beyond the cursor (it
-	// came before the low watermark) is then always in the chunk.
-	select {
-	case <-plan.opened:
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
-	if err := s.scanner.BeginConsistent(ctx); err != nil {
+	if err := sc.BeginConsistent(ctx); err != nil {
 		return nil, err
 	}
+	plan.slab = make([]byte, 0, t.chunkBytes)
+	plan.rows = make([][]pgsrc.Value, 0, s.chunkSize)
+	var arena []pgsrc.Value // the rows' values, allocated in blocks
 	collect := func(row []pgsrc.Value) error {
 		start := len(plan.slab)
 		for _, v := range row {
 			plan.slab = append(plan.slab, v.Data...)
 		}
-		copied := make([]pgsrc.Value, len(row))
+		if cap(arena)-len(arena) < len(row) {
+			arena = make([]pgsrc.Value, 0, max(len(row), arenaValues))
+		}
+		copied := arena[len(arena) : len(arena)+len(row) : len(arena)+len(row)]
+		arena = arena[:len(arena)+len(row)]
 		off := start
 		for i, v := range row {
 			copied[i] = pgsrc.Value{Kind: v.Kind}
@@ -434,43 +618,85 @@ func (s *backfillStage) chunk(ctx context.Context, t *tableBackfill, after [][]b
 		return nil
 	}
 	if t.order != nil {
-		if _, err := s.scanner.ScanChunk(ctx, t.info, t.order, after, plan.end, collect); err != nil {
+		if _, err := sc.ScanChunk(ctx, t.info, t.order, after, plan.end, collect); err != nil {
 			return nil, err
 		}
 	} else {
-		last, n, err := s.scanner.ScanCTID(ctx, t.info, ctid, s.chunkSize, func(_ string, row []pgsrc.Value) error { return collect(row) })
+		last, n, err := sc.ScanCTID(ctx, t.info, ctid, s.chunkSize, func(_ string, row []pgsrc.Value) error { return collect(row) })
 		if err != nil {
 			return nil, err
 		}
 		plan.lastTID, plan.full = last, n == s.chunkSize
 	}
-	if err := s.scanner.End(ctx); err != nil {
+	if err := sc.End(ctx); err != nil {
 		return nil, err
 	}
-	close(plan.ready)
-	if err := s.marks.Write(ctx, highMark+plan.id); err != nil {
+	t.chunkBytes = len(plan.slab) + len(plan.slab)/8
+	go encodeChunk(plan)
+	if err := s.watermark(ctx, highMark+plan.id); err != nil {
 		return nil, err
+	}
+	return plan, nil
+}
+
+// windowGate keeps a Kafka transaction from being held open for ever by
+// the windows of tables backfilled in parallel. The producer commits only
+// where no window is open; the serializer closes the gate when windows
+// have stayed open longer than a transaction window, and new chunks wait
+// at it (before their low watermark) until the open ones have closed.
+type windowGate struct {
+	mu     sync.Mutex
+	closed chan struct{} // non-nil while closed
+}
+
+func newWindowGate() *windowGate { return &windowGate{} }
+
+// close makes new chunks wait.
+func (g *windowGate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+}
+
+// open lets waiting chunks go.
+func (g *windowGate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed != nil {
+		close(g.closed)
+		g.closed = nil
+	}
+}
+
+// wait returns once the gate is open.
+func (g *windowGate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	c := g.closed
+	g.mu.Unlock()
+	if c == nil {
+		return nil
 	}
 	select {
-	case <-plan.done:
-		return plan, nil
+	case <-c:
+		return nil
 	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+		return context.Cause(ctx)
 	}
 }
 
-// eta is the time left at the rate so far, from the row estimate.
-func eta(rows int, estimated int64, elapsed time.Duration) string {
-	if rows == 0 || estimated <= int64(rows) {
-		return "unknown"
+// eta and percent format a progress for the log.
+func eta(p TableProgress) string {
+	if d := p.ETA(); d >= 0 {
+		return d.Round(time.Second).String()
 	}
-	left := time.Duration(float64(elapsed) * float64(estimated-int64(rows)) / float64(rows))
-	return left.Round(time.Second).String()
+	return "unknown"
 }
 
-func percent(rows int, estimated int64) string {
-	if estimated <= 0 {
-		return "unknown"
+func percent(p TableProgress) string {
+	if v := p.Percent(); v >= 0 {
+		return fmt.Sprintf("%.1f", v)
 	}
-	return fmt.Sprintf("%.1f", min(100, 100*float64(rows)/float64(estimated)))
+	return "unknown"
 }

@@ -33,6 +33,10 @@ type readerStage struct {
 	src       *pgsrc.Reader
 	committed *atomic.Uint64 // end LSN of the last transaction Kafka holds
 	log       *slog.Logger
+	// awaited counts the low watermarks the backfill waits to see opened:
+	// while it is not zero, a batch goes downstream at each commit instead
+	// of lingering, since a backfill chunk waits on it.
+	awaited *atomic.Int32
 
 	inTx          bool          // between a begin and its commit
 	lastCommitEnd pglogrepl.LSN // end LSN of the last commit read
@@ -121,7 +125,7 @@ func (s *readerStage) run(ctx, soft context.Context, out chan<- *walBatch) error
 				return fmt.Errorf("replication stream silent for %s: the connection is presumed dead", livenessTimeout)
 			}
 		}
-		if len(b.msgs) > 0 && !now.Before(batchStart.Add(batchLinger)) {
+		if len(b.msgs) > 0 && (!now.Before(batchStart.Add(batchLinger)) || !s.inTx && s.awaited != nil && s.awaited.Load() > 0) {
 			if err := s.sendWithStatus(ctx, out, b, &nextStatus); err != nil {
 				return err
 			}

@@ -36,6 +36,7 @@ type Runner struct {
 	stop     chan struct{}
 
 	committed      atomic.Uint64
+	progress       *backfillProgress
 	readyOnce      sync.Once
 	ready          chan struct{}
 	backfilledOnce sync.Once
@@ -47,8 +48,14 @@ func NewRunner(cfg Config, log *slog.Logger) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, log: log, metrics: newMetrics(), stop: make(chan struct{}), ready: make(chan struct{}), backfilled: make(chan struct{})}, nil
+	m := newMetrics()
+	return &Runner{cfg: cfg, log: log, metrics: m, progress: newBackfillProgress(m),
+		stop: make(chan struct{}), ready: make(chan struct{}), backfilled: make(chan struct{})}, nil
 }
+
+// BackfillProgress returns the progress of every table this Runner has
+// backfilled or is backfilling, by name.
+func (r *Runner) BackfillProgress() []TableProgress { return r.progress.all() }
 
 // Metrics are the Runner's Prometheus metrics.
 func (r *Runner) Metrics() *Metrics { return r.metrics }
@@ -268,15 +275,27 @@ func (r *Runner) session(ctx context.Context) error {
 		return err
 	}
 	var bf *backfillStage
-	plans := make(chan *chunkPlan, 1)
+	workers := min(len(order), cfg.Source.Advanced.BackfillParallelism)
+	plans := make(chan *chunkPlan, 2*max(1, workers))
+	var awaited atomic.Int32
+	gate := newWindowGate()
 	if len(order) > 0 {
 		marks, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
 		if err != nil {
 			return err
 		}
 		defer r.closeLogged("watermarks connection", marks.Close)
-		bf = &backfillStage{scanner: scanner, marks: marks, tables: order, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
-			plans: plans, log: r.log.With("stage", "backfill")}
+		scanners := []*pgsrc.Scanner{scanner}
+		for len(scanners) < workers {
+			sc, err := pgsrc.OpenScanner(ctx, &cfg.Source)
+			if err != nil {
+				return err
+			}
+			defer r.closeLogged("backfill connection", sc.Close)
+			scanners = append(scanners, sc)
+		}
+		bf = &backfillStage{scanners: scanners, marks: marks, tables: order, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
+			plans: plans, awaited: &awaited, gate: gate, prog: r.progress, log: r.log.With("stage", "backfill")}
 	} else {
 		close(plans)
 		r.log.Info("backfills finished")
@@ -312,7 +331,7 @@ func (r *Runner) session(ctx context.Context) error {
 	walCh := make(chan *walBatch, chanCap)
 	changeCh := make(chan *changeBatch, chanCap)
 	recordCh := make(chan *recordBatch, chanCap)
-	reader := &readerStage{src: src, committed: &r.committed, log: r.log.With("stage", "reader")}
+	reader := &readerStage{src: src, committed: &r.committed, awaited: &awaited, log: r.log.With("stage", "reader")}
 	decoder := &decoderStage{dec: pgsrc.NewDecoder()}
 	serializer := &serializerStage{
 		cfg: cfg, catalog: catalog, registry: registry, resume: cp, metrics: r.metrics,
@@ -320,7 +339,7 @@ func (r *Runner) session(ctx context.Context) error {
 		log:    r.log.With("stage", "serializer"),
 		bound:  bound, tables: make(map[uint32]*tableCodec),
 		backfills: backfills, plans: plans, pending: make(map[string]*chunkPlan),
-		synthetic: make(map[pgsrc.TableRef]*tableCodec), marksRef: marksRef,
+		synthetic: make(map[pgsrc.TableRef]*tableCodec), marksRef: marksRef, gate: gate,
 	}
 	producer := &producerStage{
 		client: client, committed: &r.committed, cp: base,

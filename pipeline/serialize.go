@@ -44,6 +44,13 @@ type serializerStage struct {
 	synthetic map[pgsrc.TableRef]*tableCodec
 	marksRef  pgsrc.TableRef
 	windows   int
+	// gate holds new chunks back when windows have stayed open longer than
+	// a transaction window (busy since busySince); gap is set when the last
+	// open window closed, so that the batch ends at that commit, where the
+	// producer may commit.
+	gate      *windowGate
+	busySince time.Time
+	gap       bool
 	// restartPending: a re-backfill was requested; the session restarts
 	// at the next commit with no window open.
 	restartPending bool
@@ -96,7 +103,8 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 					}
 					return nil // the producer restarts the session after it
 				}
-				if rb.full() {
+				if rb.full() || s.gap {
+					s.gap = false
 					rb.hold = s.windows > 0
 					if err := send(ctx, out, rb); err != nil {
 						return err
