@@ -78,12 +78,12 @@ func columnIndex(t *pgsrc.Table, name string) int {
 	return -1
 }
 
-// registerError adds to a registration failure the LSN of the Relation
-// message that brought the new shape.
+// registerError adds to a registration failure the commit LSN of the
+// transaction whose Relation message brought the new shape.
 func (s *serializerStage) registerError(ref pgsrc.TableRef, err error) error {
 	var inc *schema.IncompatibleError
 	if errors.As(err, &inc) && s.relLSN != 0 {
-		return fmt.Errorf("schema change of %s at LSN %s: %w", ref, s.relLSN, err)
+		return fmt.Errorf("schema change of %s in the transaction committing at LSN %s: %w", ref, s.relLSN, err)
 	}
 	return fmt.Errorf("registering the schema of %s: %w", ref, err)
 }
@@ -93,6 +93,6 @@ func (s *serializerStage) registerError(ref pgsrc.TableRef, err error) error {
 func (s *serializerStage) warnForced(ref pgsrc.TableRef, forced []schema.Incompatibility) {
 	for _, in := range forced {
 		s.log.Warn("INCOMPATIBLE SCHEMA CHANGE registered: the subject's compatibility is now NONE, and consumers holding the new schema cannot read the records written before it (schemaRegistry.onIncompatible: register)",
-			"table", ref.String(), "subject", in.Subject, "against_version", in.Version, "fields", in.Problems, "lsn", s.relLSN.String())
+			"table", ref.String(), "subject", in.Subject, "against_version", in.Version, "fields", in.Problems, "commit_lsn", s.relLSN.String())
 	}
 }

@@ -47,8 +47,9 @@ type serializerStage struct {
 	// restartPending: a re-backfill was requested; the session restarts
 	// at the next commit with no window open.
 	restartPending bool
-	// relLSN is the LSN of the Relation message being handled, for the
-	// reports of a schema change (schemachange.go); 0 outside.
+	// relLSN is the commit LSN of the transaction whose Relation message is
+	// being handled, for the reports of a schema change (schemachange.go);
+	// 0 outside.
 	relLSN pglogrepl.LSN
 
 	before, after []schema.Datum
@@ -107,7 +108,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 					rb = &recordBatch{}
 				}
 			case pgsrc.OpRelation:
-				s.relLSN = ch.LSN
+				s.relLSN = ch.CommitLSN // pgoutput sends Relation messages at LSN 0
 				_, err := s.table(ctx, ch.Rel)
 				s.relLSN = 0
 				if err != nil {
