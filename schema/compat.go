@@ -82,8 +82,7 @@ func (e *IncompatibleError) Error() string {
 		b.WriteString(in.String())
 	}
 	b.WriteString("; to go on, set schemaRegistry.onIncompatible: register and restart (the subject's compatibility becomes NONE: " +
-		"consumers must be ready for records of both schemas), or give the binding a new target topic, or revert the change in PostgreSQL " +
-		"(ALTER TABLE back to a shape whose schema is compatible) and restart")
+		"consumers must be ready for records of both schemas), or give the binding a new target topic (new subjects) and restart")
 	return b.String()
 }
 
