@@ -69,6 +69,12 @@ type Column struct {
 	Position  int
 	NotNull   bool
 	Generated bool
+	// HasMissing tells that Missing holds the value, in text form, that
+	// PostgreSQL gives the rows written before the column was added
+	// (pg_attribute.attmissingval: an ADD COLUMN's non-volatile default,
+	// until the table is rewritten). PostgreSQL 11 and later.
+	HasMissing bool
+	Missing    string
 	// Type is the column's type; its Display holds the column's typmod.
 	Type   Type
 	Typmod int32
@@ -278,12 +284,15 @@ func lookupTables(ctx context.Context, conn *pgx.Conn, tables []TableRef) ([]Tab
 }
 
 func loadColumns(ctx context.Context, conn *pgx.Conn, oids []uint32, index map[uint32]*Table) error {
-	generated := "false"
+	generated, missing := "false", "NULL::text"
 	if serverMajor(conn) >= 12 {
 		generated = "a.attgenerated <> ''"
 	}
+	if serverMajor(conn) >= 11 {
+		missing = "CASE WHEN a.atthasmissing THEN a.attmissingval::text END"
+	}
 	rows, err := conn.Query(ctx, `SELECT a.attrelid, a.attname, a.attnum, a.attnotnull, `+generated+`,
-		a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod)
+		a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), `+missing+`
 	FROM pg_attribute a
 	WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 	ORDER BY a.attrelid, a.attnum`, oids)
@@ -300,9 +309,13 @@ func loadColumns(ctx context.Context, conn *pgx.Conn, oids []uint32, index map[u
 	for rows.Next() {
 		var c col
 		var pos int16
-		if err := rows.Scan(&c.rel, &c.Name, &pos, &c.NotNull, &c.Generated, &c.typ, &c.Typmod, &c.display); err != nil {
+		var miss *string
+		if err := rows.Scan(&c.rel, &c.Name, &pos, &c.NotNull, &c.Generated, &c.typ, &c.Typmod, &c.display, &miss); err != nil {
 			rows.Close()
 			return fmt.Errorf("listing columns: %w", err)
+		}
+		if miss != nil {
+			c.Missing, c.HasMissing = oneElement(*miss)
 		}
 		c.Position = int(pos)
 		cols = append(cols, c)
@@ -490,3 +503,38 @@ func PublicationTables(ctx context.Context, conn *pgx.Conn, publication string) 
 }
 
 func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// oneElement returns the element of a one-element array literal ({5},
+// {"he said \"hi\""}) as array_out writes attmissingval; false for NULL
+// or anything else.
+func oneElement(lit string) (string, bool) {
+	if len(lit) < 3 || lit[0] != '{' || lit[len(lit)-1] != '}' {
+		return "", false
+	}
+	in := lit[1 : len(lit)-1]
+	if in[0] != '"' {
+		if in == "NULL" || strings.ContainsAny(in, `,{}"\\`) {
+			return "", false
+		}
+		return in, true
+	}
+	var b strings.Builder
+	for i := 1; i < len(in); i++ {
+		switch c := in[i]; c {
+		case '\\':
+			i++
+			if i == len(in) {
+				return "", false
+			}
+			b.WriteByte(in[i])
+		case '"':
+			if i != len(in)-1 {
+				return "", false
+			}
+			return b.String(), true
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", false
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/schema"
 )
 
 var (
@@ -39,12 +40,13 @@ func isFenced(err error) bool {
 func Retryable(err error) bool {
 	var prereq *pgsrc.PrerequisiteError
 	var notFound *pgsrc.TableNotFoundError
+	var incompatible *schema.IncompatibleError
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
 		return false
 	case errors.Is(err, ErrFenced), isFenced(err), errors.Is(err, ErrSlotLost), errors.Is(err, ErrSlotAhead),
 		errors.Is(err, offsets.ErrUnreadable), errors.Is(err, pgsrc.ErrSlotInvalidated), errors.Is(err, pgsrc.ErrSlotMismatch),
-		errors.As(err, &prereq), errors.As(err, &notFound):
+		errors.As(err, &prereq), errors.As(err, &notFound), errors.As(err, &incompatible):
 		return false
 	case pgsrc.IsRetryable(err), kerr.IsRetriable(err), errors.Is(err, context.DeadlineExceeded):
 		return true

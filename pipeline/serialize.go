@@ -54,6 +54,10 @@ type serializerStage struct {
 	// restartPending: a re-backfill was requested; the session restarts
 	// at the next commit with no window open.
 	restartPending bool
+	// relLSN is the commit LSN of the transaction whose Relation message is
+	// being handled, for the reports of a schema change (schemachange.go);
+	// 0 outside.
+	relLSN pglogrepl.LSN
 
 	before, after []schema.Datum
 	key           [][]byte
@@ -112,7 +116,10 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 					rb = &recordBatch{}
 				}
 			case pgsrc.OpRelation:
-				if _, err := s.table(ctx, ch.Rel); err != nil {
+				s.relLSN = ch.CommitLSN // pgoutput sends Relation messages at LSN 0
+				_, err := s.table(ctx, ch.Rel)
+				s.relLSN = 0
+				if err != nil {
 					return err
 				}
 			default:
@@ -199,13 +206,18 @@ func (s *serializerStage) build(ctx context.Context, rel *pgsrc.Relation) (*tabl
 	if err != nil {
 		return nil, err
 	}
+	if err := s.registry.Inherit(ctx, &st); err != nil {
+		return nil, fmt.Errorf("reading the registered schema of %s: %w", ref, err)
+	}
 	codec, err := schema.NewCodec(st, s.cfg.Format, s.source)
 	if err != nil {
 		return nil, fmt.Errorf("building the schema of %s: %w", ref, err)
 	}
-	if err := s.registry.Register(ctx, codec); err != nil {
-		return nil, fmt.Errorf("registering the schema of %s: %w", ref, err)
+	forced, err := s.registry.Register(ctx, codec)
+	if err != nil {
+		return nil, s.registerError(ref, err)
 	}
+	s.warnForced(ref, forced)
 	tc.codec, tc.topic, tc.key = codec, st.Topic, st.Key
 	tc.compacted = isCompacted(s.cfg.Kafka.Topics.Config)
 	tc.counts = s.metrics.opCounters(tc.topic)
@@ -214,22 +226,18 @@ func (s *serializerStage) build(ctx context.Context, rel *pgsrc.Relation) (*tabl
 }
 
 // schemaTable describes rel for the schema package: column types from the
-// catalog (re-read when the relation has columns the catalog lacked), key
-// from the primary key or the replica identity index.
+// catalog, re-read when rel no longer matches it (schemachange.go: a column
+// added, renamed or of another type, or any later Relation message), key
+// from the primary key or the replica identity index. A column added with a
+// default PostgreSQL gives older rows carries it; a renamed one, its former
+// name.
 func (s *serializerStage) schemaTable(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.Table) (schema.Table, error) {
 	ref := info.Ref()
-	cols := columnsByName(info)
-	for _, c := range rel.Columns {
-		if cols[c.Name] == nil {
-			fresh, err := s.catalog.Discover(ctx, []pgsrc.TableRef{ref})
-			if err != nil {
-				return schema.Table{}, err
-			}
-			*info = fresh[0]
-			cols = columnsByName(info)
-			break
-		}
+	info, renamed, err := s.refresh(ctx, rel, info)
+	if err != nil {
+		return schema.Table{}, err
 	}
+	cols := columnsByName(info)
 	st := schema.Table{
 		Topic:     s.cfg.TopicFor(ref),
 		Namespace: s.cfg.Kafka.TopicPrefix + "." + ref.Schema + "." + ref.Name,
@@ -240,7 +248,8 @@ func (s *serializerStage) schemaTable(ctx context.Context, rel *pgsrc.Relation, 
 		c := cols[rc.Name]
 		var t *pgsrc.Type
 		mod := rc.TypeMod
-		if c != nil && c.Type.OID == rc.TypeOID {
+		known := c != nil && c.Type.OID == rc.TypeOID
+		if known {
 			var dmod int32
 			t, dmod = c.Resolved()
 			if c.Type.Kind == pgsrc.KindDomain {
@@ -256,11 +265,18 @@ func (s *serializerStage) schemaTable(ctx context.Context, rel *pgsrc.Relation, 
 				mod = dmod
 			}
 		}
-		st.Columns = append(st.Columns, schema.Column{
+		col := schema.Column{
 			Name:     rc.Name,
 			Type:     schemaType(t, mod),
 			Nullable: c == nil || !c.NotNull,
-		})
+		}
+		if known && c.HasMissing {
+			col.Default, col.HasDefault = c.Missing, true
+		}
+		if old, ok := renamed[rc.Name]; ok {
+			col.Aliases = []string{old}
+		}
+		st.Columns = append(st.Columns, col)
 	}
 	keyCols := info.PrimaryKey
 	if len(keyCols) == 0 && info.ReplicaIdentity == 'i' {

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/hamba/avro/v2"
 )
@@ -70,13 +71,22 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 			return nil, fmt.Errorf("schema for %s: column %q: Avro field name %q already taken by %s", qual, col.Name, field, other)
 		}
 		seen[field] = fmt.Sprintf("column %q", col.Name)
-		c.cols[i] = colCodec{
+		cc := colCodec{
 			name:     col.Name,
 			field:    field,
 			typ:      col.Type.Name,
 			nullable: col.Nullable,
 			mapping:  mapType(col.Type, ff),
 		}
+		if col.HasDefault && !col.Nullable {
+			cc.def, _ = defaultJSON(&cc.mapping, col.Default) // "" when Avro cannot hold it
+		}
+		for _, a := range col.Aliases {
+			if a := SanitizeName(a); a != field && !slices.Contains(cc.aliases, a) {
+				cc.aliases = append(cc.aliases, a)
+			}
+		}
+		c.cols[i] = cc
 	}
 	inKey := make(map[int]bool, len(t.Key))
 	for _, k := range t.Key {

@@ -32,6 +32,12 @@ type RegistryConfig struct {
 	Username string `koanf:"username"`
 	// Password is the basic-authentication password.
 	Password Secret `koanf:"password"`
+	// OnIncompatible is what a schema change that is not BACKWARD compatible
+	// with its subject's latest version does: "stop" (default) stops the
+	// capture with an error naming the table, subject and fields; "register"
+	// sets the subject's compatibility to NONE and registers it, with a
+	// warning.
+	OnIncompatible string `koanf:"onIncompatible"`
 }
 
 // DefaultRegistryURL is schemaRegistry.url when unset.
@@ -41,6 +47,9 @@ const DefaultRegistryURL = "http://localhost:8081"
 func (c *RegistryConfig) SetDefaults() {
 	if c.URL == "" {
 		c.URL = DefaultRegistryURL
+	}
+	if c.OnIncompatible == "" {
+		c.OnIncompatible = IncompatibleStop.String()
 	}
 }
 
@@ -58,6 +67,9 @@ func (c *RegistryConfig) Validate() error {
 	}
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, errors.New("schemaRegistry.username: required when schemaRegistry.password is set"))
+	}
+	if _, err := ParseOnIncompatible(c.OnIncompatible); err != nil {
+		errs = append(errs, fmt.Errorf("schemaRegistry.onIncompatible: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -165,5 +165,7 @@ type colCodec struct {
 	field    string // Avro field name (sanitized)
 	typ      string // PostgreSQL type name, for errors
 	nullable bool
+	def      string   // the field's default as JSON, "" for none (non-nullable fields)
+	aliases  []string // the field's Avro aliases (sanitized former names)
 	mapping
 }

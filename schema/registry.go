@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -11,13 +12,23 @@ import (
 
 // Registry registers codecs' schemas with a Confluent-compatible schema
 // registry and remembers the ids, so registering an unchanged schema again
-// costs no request. It is safe for concurrent use.
+// costs no request. A schema new to its subject must be BACKWARD compatible
+// with the subject's latest version, or follow the configured OnIncompatible
+// policy. It is safe for concurrent use.
 type Registry struct {
-	cl  *sr.Client
-	url string // redacted, for errors
+	cl     *sr.Client
+	url    string // redacted, for errors
+	policy OnIncompatible
 
-	mu  sync.Mutex
-	ids map[string]int // subject + "\x00" + schema text -> id
+	mu     sync.Mutex
+	ids    map[string]int     // subject + "\x00" + schema text -> id
+	latest map[string]*latest // subject -> its latest version, as far as known
+}
+
+// latest is a subject's latest version; a nil schema: the subject has none.
+type latest struct {
+	version int
+	schema  avro.Schema
 }
 
 // NewRegistry returns a client of the registry at cfg.URL, with basic
@@ -27,6 +38,7 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	policy, _ := ParseOnIncompatible(cfg.OnIncompatible) // validated
 	opts := []sr.ClientOpt{sr.URLs(cfg.URL)}
 	if cfg.Username != "" {
 		opts = append(opts, sr.BasicAuth(cfg.Username, string(cfg.Password)))
@@ -35,43 +47,159 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema registry client for %s: %w", redactURL(cfg.URL), err)
 	}
-	return &Registry{cl: cl, url: redactURL(cfg.URL), ids: make(map[string]int)}, nil
+	return &Registry{cl: cl, url: redactURL(cfg.URL), policy: policy, ids: make(map[string]int), latest: make(map[string]*latest)}, nil
 }
 
 // Register registers c's key schema under <topic>-key (keyed tables only)
-// and its value schema under <topic>-value, then sets c's ids. The registry
-// returns the existing id of a schema it already holds.
-func (r *Registry) Register(ctx context.Context, c *Codec) error {
-	var keyID int
-	if c.Keyed() {
-		id, err := r.register(ctx, c.KeySubject(), c.KeySchema())
-		if err != nil {
-			return err
-		}
-		keyID = id
+// and its value schema under <topic>-value, then sets c's ids. A schema the
+// subject holds already (any version) keeps its id. A new one is checked
+// against the subject's latest version first: when it cannot read that
+// version's data, the policy stop returns an *IncompatibleError and
+// registers neither schema; the policy register sets the subject's
+// compatibility to NONE, registers, and returns what it forced, for the
+// caller to report.
+func (r *Registry) Register(ctx context.Context, c *Codec) (forced []Incompatibility, err error) {
+	type pending struct {
+		subject, text string
+		parsed        avro.Schema
+		key           bool
+		id            int
+		known         bool
+		inc           *Incompatibility
 	}
-	valueID, err := r.register(ctx, c.ValueSubject(), c.ValueSchema())
-	if err != nil {
-		return err
+	var subs []*pending
+	if c.Keyed() {
+		subs = append(subs, &pending{subject: c.KeySubject(), text: c.KeySchema(), parsed: c.KeyAvro(), key: true})
+	}
+	subs = append(subs, &pending{subject: c.ValueSubject(), text: c.ValueSchema(), parsed: c.ValueAvro()})
+	var incs []Incompatibility
+	for _, p := range subs {
+		if p.id, p.known, err = r.lookup(ctx, p.subject, p.text); err != nil {
+			return nil, err
+		}
+		if p.known {
+			continue
+		}
+		if p.inc, err = r.check(ctx, p.subject, p.parsed, p.key); err != nil {
+			return nil, err
+		}
+		if p.inc != nil {
+			incs = append(incs, *p.inc)
+		}
+	}
+	if len(incs) > 0 && r.policy == IncompatibleStop {
+		return nil, &IncompatibleError{Table: c.table, Subjects: incs}
+	}
+	var keyID, valueID int
+	for _, p := range subs {
+		if !p.known {
+			if p.inc != nil {
+				res := r.cl.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatNone}, p.subject)
+				if err := res[0].Err; err != nil {
+					return nil, fmt.Errorf("setting the compatibility of subject %s to NONE at schema registry %s: %w", p.subject, r.url, err)
+				}
+			}
+			if p.id, err = r.register(ctx, p.subject, p.text, p.parsed); err != nil {
+				return nil, err
+			}
+		}
+		if p.key {
+			keyID = p.id
+		} else {
+			valueID = p.id
+		}
 	}
 	c.SetIDs(keyID, valueID)
-	return nil
+	return incs, nil
 }
 
-func (r *Registry) register(ctx context.Context, subject, schema string) (int, error) {
+// lookup returns the id of schema under subject if the subject holds it.
+func (r *Registry) lookup(ctx context.Context, subject, schema string) (int, bool, error) {
 	k := subject + "\x00" + schema
 	r.mu.Lock()
 	id, ok := r.ids[k]
 	r.mu.Unlock()
 	if ok {
-		return id, nil
+		return id, true, nil
 	}
+	ss, err := r.cl.LookupSchema(ctx, subject, sr.Schema{Schema: schema, Type: sr.TypeAvro})
+	switch {
+	case notFound(err):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("looking up a schema of subject %s at schema registry %s: %w", subject, r.url, err)
+	}
+	r.mu.Lock()
+	r.ids[k] = ss.ID
+	r.mu.Unlock()
+	return ss.ID, true, nil
+}
+
+// notFound reports a registry's "no such subject, version or schema".
+func notFound(err error) bool {
+	var re *sr.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.ErrorCode {
+	case sr.ErrSubjectNotFound.Code, sr.ErrVersionNotFound.Code, sr.ErrSchemaNotFound.Code:
+		return true
+	}
+	return false
+}
+
+// Latest returns the latest version of subject and its number; a nil schema
+// when the subject has none.
+func (r *Registry) Latest(ctx context.Context, subject string) (avro.Schema, int, error) {
+	r.mu.Lock()
+	l := r.latest[subject]
+	r.mu.Unlock()
+	if l != nil {
+		return l.schema, l.version, nil
+	}
+	l = &latest{}
+	ss, err := r.cl.SchemaByVersion(ctx, subject, -1)
+	switch {
+	case notFound(err):
+	case err != nil:
+		return nil, 0, fmt.Errorf("reading the latest version of subject %s at schema registry %s: %w", subject, r.url, err)
+	default:
+		if l.schema, err = avro.ParseWithCache(ss.Schema.Schema, "", &avro.SchemaCache{}); err != nil {
+			return nil, 0, fmt.Errorf("parsing the latest version (%d) of subject %s: %w", ss.Version, subject, err)
+		}
+		l.version = ss.Version
+	}
+	r.mu.Lock()
+	r.latest[subject] = l
+	r.mu.Unlock()
+	return l.schema, l.version, nil
+}
+
+// check returns what makes schema unable to read the data of subject's
+// latest version, nil if nothing does (or the subject is new).
+func (r *Registry) check(ctx context.Context, subject string, schema avro.Schema, key bool) (*Incompatibility, error) {
+	old, version, err := r.Latest(ctx, subject)
+	if err != nil || old == nil {
+		return nil, err
+	}
+	if p := incompatibilities(schema, old, key); len(p) > 0 {
+		return &Incompatibility{Subject: subject, Version: version, Problems: p}, nil
+	}
+	return nil, nil
+}
+
+func (r *Registry) register(ctx context.Context, subject, schema string, parsed avro.Schema) (int, error) {
 	id, err := r.cl.RegisterSchema(ctx, subject, sr.Schema{Schema: schema, Type: sr.TypeAvro}, -1, -1)
 	if err != nil {
 		return 0, fmt.Errorf("registering subject %s at schema registry %s: %w", subject, r.url, err)
 	}
 	r.mu.Lock()
-	r.ids[k] = id
+	r.ids[subject+"\x00"+schema] = id
+	next := &latest{version: 1, schema: parsed}
+	if l := r.latest[subject]; l != nil {
+		next.version = l.version + 1
+	}
+	r.latest[subject] = next
 	r.mu.Unlock()
 	return id, nil
 }

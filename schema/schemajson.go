@@ -44,9 +44,22 @@ func jsonString(b *strings.Builder, s string) {
 // Named types (io.pgkafka.Interval) are defined at their first use in the
 // schema and referred to by name after, as Avro requires; defined holds the
 // names defined so far.
-func writeField(b *strings.Builder, c *colCodec, nullable bool, defined map[string]bool) {
+//
+// A non-nullable field with a default (an added column, see Column.Default)
+// writes it; key fields (forced non-null) take no default and no aliases.
+func writeField(b *strings.Builder, c *colCodec, nullable, key bool, defined map[string]bool) {
 	b.WriteString(`{"name":`)
 	jsonString(b, c.field)
+	if len(c.aliases) > 0 && !key {
+		b.WriteString(`,"aliases":[`)
+		for i, a := range c.aliases {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			jsonString(b, a)
+		}
+		b.WriteByte(']')
+	}
 	b.WriteString(`,"type":`)
 	if nullable {
 		b.WriteString(`["null",`)
@@ -55,6 +68,10 @@ func writeField(b *strings.Builder, c *colCodec, nullable bool, defined map[stri
 		return
 	}
 	b.WriteString(c.schemaJSON(defined))
+	if c.def != "" && !key {
+		b.WriteString(`,"default":`)
+		b.WriteString(c.def)
+	}
 	b.WriteByte('}')
 }
 
@@ -72,7 +89,7 @@ func recordSchema(b *strings.Builder, ns, name string, cols []colCodec, forceNon
 		if n > 0 {
 			b.WriteByte(',')
 		}
-		writeField(b, &cols[i], cols[i].nullable && !forceNonNull, defined)
+		writeField(b, &cols[i], cols[i].nullable && !forceNonNull, forceNonNull, defined)
 		n++
 	}
 	for _, f := range extra {

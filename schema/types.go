@@ -19,6 +19,16 @@ type Column struct {
 	Name     string
 	Type     Type
 	Nullable bool
+	// Default, when HasDefault, is the value PostgreSQL gives the rows
+	// written before the column existed (pg_attribute.attmissingval: the
+	// default of an ADD COLUMN, when it is not volatile), in text form. It
+	// becomes the Avro field's default in non-nullable columns, so a reader
+	// of the new schema reads older records with the value the table holds.
+	Default    string
+	HasDefault bool
+	// Aliases are former names of the column (a RENAME COLUMN), written as
+	// the field's Avro aliases so readers resolve older records by them.
+	Aliases []string
 }
 
 // Table describes a captured table and where its records go.
