@@ -233,7 +233,7 @@ func (r *Runner) session(ctx context.Context) error {
 		}
 		r.log.Info("resuming from the checkpoint", "lsn", cp.LSN.String(), "partial", cp.Partial != nil)
 	}
-	src, err := pgsrc.StartReader(ctx, &cfg.Source, start, r.log.With("stage", "reader"))
+	src, err := pgsrc.StartReader(ctx, &cfg.Source, start, pgsrc.ReaderOptions{}, r.log.With("stage", "reader"))
 	if err != nil {
 		return err
 	}
