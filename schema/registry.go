@@ -58,6 +58,21 @@ func (r *Registry) Register(ctx context.Context, c *Codec) error {
 	return nil
 }
 
+// RegisterMessages registers the message codec's schemas under <topic>-key
+// and <topic>-value, then sets its ids.
+func (r *Registry) RegisterMessages(ctx context.Context, c *MessageCodec) error {
+	keyID, err := r.register(ctx, c.KeySubject(), c.KeySchema())
+	if err != nil {
+		return err
+	}
+	valueID, err := r.register(ctx, c.ValueSubject(), c.ValueSchema())
+	if err != nil {
+		return err
+	}
+	c.SetIDs(keyID, valueID)
+	return nil
+}
+
 func (r *Registry) register(ctx context.Context, subject, schema string) (int, error) {
 	k := subject + "\x00" + schema
 	r.mu.Lock()
