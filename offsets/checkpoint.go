@@ -50,8 +50,8 @@ type Partial struct {
 	// CommitLSN is the transaction's commit LSN, known from its begin.
 	CommitLSN pglogrepl.LSN
 	Xid       uint32
-	// Changes counts its row changes (inserts, updates, deletes, truncates)
-	// whose records are in Kafka.
+	// Changes counts its changes (inserts, updates, deletes, truncates,
+	// transactional logical decoding messages) whose records are in Kafka.
 	Changes int64
 }
 

@@ -19,6 +19,9 @@ const (
 	OpTruncate
 	// OpRelation announces a relation's (possibly new) shape. It carries no row.
 	OpRelation
+	// OpMessage is a logical decoding message (pg_logical_emit_message,
+	// PostgreSQL 14+): Transactional, Prefix and Content.
+	OpMessage
 )
 
 func (o Op) String() string {
@@ -37,6 +40,8 @@ func (o Op) String() string {
 		return "truncate"
 	case OpRelation:
 		return "relation"
+	case OpMessage:
+		return "message"
 	}
 	return "unknown"
 }
@@ -113,4 +118,12 @@ type Change struct {
 	Truncated []*Relation
 	// Cascade and RestartIdentity are the truncate's options.
 	Cascade, RestartIdentity bool
+	// Transactional tells a message emitted as part of its transaction
+	// (sent between its begin and commit, and only if it commits) from one
+	// emitted at once (sent outside any transaction, committed or not: its
+	// Xid, CommitLSN and CommitTime are zero).
+	Transactional bool
+	// Prefix and Content are a message's; like Values they alias the WAL
+	// message.
+	Prefix, Content []byte
 }

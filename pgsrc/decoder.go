@@ -1,6 +1,7 @@
 package pgsrc
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -34,8 +35,8 @@ func (d *Decoder) Relation(id uint32) *Relation { return d.rels[id] }
 
 // Decode decodes the message data found at lsn into ch. Values are appended
 // to vals, whose grown slice is returned; ch.Old and ch.New are capped
-// subslices of it. A message that carries nothing to capture (origin, type,
-// logical message) leaves ch.Op zero.
+// subslices of it. A message that carries nothing to capture (origin, type)
+// leaves ch.Op zero.
 func (d *Decoder) Decode(lsn pglogrepl.LSN, data []byte, ch *Change, vals []Value) ([]Value, error) {
 	*ch = Change{LSN: lsn, Xid: d.xid, CommitLSN: d.commitLSN, CommitTime: d.commitTime}
 	if len(data) == 0 {
@@ -65,8 +66,10 @@ func (d *Decoder) Decode(lsn pglogrepl.LSN, data []byte, ch *Change, vals []Valu
 		vals, err = d.decodeRow(data, ch, vals)
 	case 'T':
 		err = d.decodeTruncate(data, ch)
-	case 'O', 'Y', 'M':
-		// Origin, type and logical messages: nothing to capture yet.
+	case 'M':
+		err = d.decodeMessage(data, ch)
+	case 'O', 'Y':
+		// Origin and type messages: nothing to capture.
 	default:
 		err = fmt.Errorf("unknown pgoutput message type %q", data[0])
 	}
@@ -136,6 +139,40 @@ func (d *Decoder) decodeTruncate(data []byte, ch *Change) error {
 			return fmt.Errorf("truncate of relation %d before its relation message", id)
 		}
 		ch.Truncated = append(ch.Truncated, rel)
+	}
+	return nil
+}
+
+// decodeMessage decodes a logical decoding message of protocol version 1:
+// 'M', flags int8 (bit 0: transactional), LSN int64, prefix (a NUL-ended
+// string), content length int32, content. Prefix and Content alias data.
+func (d *Decoder) decodeMessage(data []byte, ch *Change) error {
+	if len(data) < 11 {
+		return fmt.Errorf("message of %d bytes is too short", len(data))
+	}
+	transactional := data[1]&1 != 0
+	lsn := pglogrepl.LSN(binary.BigEndian.Uint64(data[2:10]))
+	p := data[10:]
+	end := bytes.IndexByte(p, 0)
+	if end < 0 {
+		return fmt.Errorf("prefix without its terminating NUL")
+	}
+	prefix := p[:end:end]
+	p = p[end+1:]
+	if len(p) < 4 {
+		return fmt.Errorf("truncated content length after prefix %q", prefix)
+	}
+	n := binary.BigEndian.Uint32(p)
+	p = p[4:]
+	if uint64(n) != uint64(len(p)) {
+		return fmt.Errorf("message with prefix %q claims %d bytes of content, %d follow", prefix, n, len(p))
+	}
+	ch.Op, ch.LSN, ch.Transactional = OpMessage, lsn, transactional
+	ch.Prefix, ch.Content = prefix, p[:n:n]
+	if !transactional {
+		// Sent when read, outside any transaction: those fields would be
+		// the last transaction's.
+		ch.Xid, ch.CommitLSN, ch.CommitTime = 0, 0, time.Time{}
 	}
 	return nil
 }
@@ -256,6 +293,8 @@ func msgName(b byte) string {
 		return "delete"
 	case 'T':
 		return "truncate"
+	case 'M':
+		return "logical decoding message"
 	}
 	return fmt.Sprintf("message %q", b)
 }

@@ -167,11 +167,48 @@ func TestDecodeTransaction(t *testing.T) {
 	if ch.Rel == rel || ch.Rel.Version != 2 || len(rel.Columns) != 3 || d.Relation(16384) != ch.Rel {
 		t.Fatalf("second relation: %+v (first %+v)", ch.Rel, rel)
 	}
-	// Origin, type and logical messages carry nothing to capture.
-	for _, m := range [][]byte{{'O', 0, 0, 0, 0, 0, 0, 0, 1, 'x', 0}, cstr(cstr(u32([]byte{'Y'}, 99), "public"), "mood"), {'M'}} {
+	// Origin and type messages carry nothing to capture.
+	for _, m := range [][]byte{{'O', 0, 0, 0, 0, 0, 0, 0, 1, 'x', 0}, cstr(cstr(u32([]byte{'Y'}, 99), "public"), "mood")} {
 		if ch = decode(t, d, 109, m); ch.Op != 0 {
 			t.Fatalf("message %q decoded as %v", m[0], ch.Op)
 		}
+	}
+}
+
+func messageMsg(transactional bool, lsn uint64, prefix string, content []byte) []byte {
+	flags := byte(0)
+	if transactional {
+		flags = 1
+	}
+	b := cstr(u64([]byte{'M', flags}, lsn), prefix)
+	return append(u32(b, uint32(len(content))), content...)
+}
+
+func TestDecodeMessage(t *testing.T) {
+	d := pgsrc.NewDecoder()
+	ts := int64(789_000_000_123_456)
+	decode(t, d, 100, beginMsg(0x500, ts, 42))
+	// A transactional message carries its transaction's xid and commit.
+	msg := messageMsg(true, 0x4F0, "audit", []byte("who=alice"))
+	ch := decode(t, d, 0x4F0, msg)
+	if ch.Op != pgsrc.OpMessage || !ch.Transactional || ch.LSN != 0x4F0 || ch.Xid != 42 || ch.CommitLSN != 0x500 ||
+		string(ch.Prefix) != "audit" || string(ch.Content) != "who=alice" || ch.CommitTime.IsZero() {
+		t.Fatalf("transactional message: %+v", ch)
+	}
+	if &ch.Content[0] != &msg[len(msg)-9] || cap(ch.Content) != 9 || cap(ch.Prefix) != 5 {
+		t.Fatalf("prefix and content are not capped subslices of the message")
+	}
+	decode(t, d, 0x500, commitMsg(0x500, 0x528, ts))
+	// A non-transactional one, with binary content and an empty prefix,
+	// belongs to no transaction: no xid, commit LSN or time.
+	ch = decode(t, d, 0x600, messageMsg(false, 0x600, "", []byte{0, 0xFF, 1}))
+	if ch.Op != pgsrc.OpMessage || ch.Transactional || ch.LSN != 0x600 || ch.Xid != 0 || ch.CommitLSN != 0 || !ch.CommitTime.IsZero() ||
+		len(ch.Prefix) != 0 || !bytes.Equal(ch.Content, []byte{0, 0xFF, 1}) {
+		t.Fatalf("non-transactional message: %+v", ch)
+	}
+	// Empty content.
+	if ch = decode(t, d, 0x700, messageMsg(false, 0x700, "p", nil)); len(ch.Content) != 0 || string(ch.Prefix) != "p" {
+		t.Fatalf("empty message: %+v", ch)
 	}
 }
 
@@ -209,6 +246,11 @@ func TestDecodeErrors(t *testing.T) {
 		"delete without old":     tuple(append(u32([]byte{'D'}, 1), 'N'), "x", "y"),
 		"update without new":     tuple(append(u32([]byte{'U'}, 1), 'K'), "x", nil),
 		"truncate of unknown id": u32(append(u32([]byte{'T'}, 1), 0), 7),
+		"bare message":           {'M'},
+		"message without NUL":    append(u64([]byte{'M', 0}, 1), 'a', 'b'),
+		"message without length": cstr(u64([]byte{'M', 0}, 1), "p"),
+		"message content short":  append(u32(cstr(u64([]byte{'M', 0}, 1), "p"), 5), 'x'),
+		"message content long":   append(u32(cstr(u64([]byte{'M', 1}, 1), "p"), 1), 'x', 'y'),
 	}
 	for name, msg := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -233,13 +275,24 @@ func FuzzDecode(f *testing.F) {
 	f.Add(commitMsg(1, 2, 3))
 	f.Add(beginMsg(1, 2, 3))
 	f.Add(u32(append(u32([]byte{'T'}, 1), 0), 1))
+	f.Add(messageMsg(true, 7, "prefix", []byte("content")))
+	f.Add(messageMsg(false, 7, "", []byte{0, 1, 0}))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		d := pgsrc.NewDecoder()
 		var ch pgsrc.Change
 		if _, err := d.Decode(1, relationMsg(1, "s", "t", 'd', col{"a", 23, -1, true}, col{"b", 25, -1, false}), &ch, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.Decode(2, msg, &ch, nil); err != nil || len(msg) == 0 || msg[0] != 'I' {
+		if _, err := d.Decode(2, msg, &ch, nil); err != nil || len(msg) == 0 {
+			return
+		}
+		if msg[0] == 'M' {
+			if again := messageMsg(ch.Transactional, uint64(ch.LSN), string(ch.Prefix), ch.Content); !bytes.Equal(again[2:], msg[2:]) || again[1] != msg[1]&1 {
+				t.Fatalf("decoded %x, re-encoded %x", msg, again)
+			}
+			return
+		}
+		if msg[0] != 'I' {
 			return
 		}
 		again := append(u32([]byte{'I'}, 1), 'N')
@@ -268,7 +321,7 @@ func TestReaderStreamsRealChanges(t *testing.T) {
 	if err := pgsrc.Setup(ctx, &cfg, []pgsrc.TableRef{{Schema: "public", Name: "t"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err := pgsrc.StartReader(ctx, &cfg, 0, discard())
+	r, err := pgsrc.StartReader(ctx, &cfg, 0, pgsrc.ReaderOptions{}, discard())
 	if err != nil {
 		t.Fatal(err)
 	}

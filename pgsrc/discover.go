@@ -163,7 +163,12 @@ func (t *Type) Resolved() (*Type, int32) {
 // serverMajor is the server's major version (10, 11, ...), from the
 // server_version parameter the server reports at connect time.
 func serverMajor(conn *pgx.Conn) int {
-	v := conn.PgConn().ParameterStatus("server_version")
+	return parseMajor(conn.PgConn().ParameterStatus("server_version"))
+}
+
+// parseMajor is the major version in a server_version ("15.4 (Debian
+// 15.4-1)", "9.6.24"): 15, 9; 0 if unreadable.
+func parseMajor(v string) int {
 	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
 	if end >= 0 {
 		v = v[:end]

@@ -41,30 +41,55 @@ type Message struct {
 // Reader is a logical replication stream from the slot. Only one goroutine
 // may use it.
 type Reader struct {
-	conn *pgconn.PgConn
-	slot string
-	log  *slog.Logger
+	conn     *pgconn.PgConn
+	slot     string
+	log      *slog.Logger
+	messages bool
 }
+
+// ReaderOptions are what a Reader asks of pgoutput beyond row changes.
+type ReaderOptions struct {
+	// Messages asks for logical decoding messages (pg_logical_emit_message),
+	// which pgoutput sends from PostgreSQL 14 on; older servers are streamed
+	// without them (see Reader.Messages).
+	Messages bool
+}
+
+// messagesMajor is the first PostgreSQL major version whose pgoutput sends
+// logical decoding messages (the "messages" option).
+const messagesMajor = 14
 
 // StartReader opens a replication connection and starts streaming the slot
 // from startLSN (0: the slot's confirmed position) with pgoutput protocol
 // version 1 over the configured publication.
-func StartReader(ctx context.Context, cfg *Config, startLSN pglogrepl.LSN, log *slog.Logger) (*Reader, error) {
+func StartReader(ctx context.Context, cfg *Config, startLSN pglogrepl.LSN, opts ReaderOptions, log *slog.Logger) (*Reader, error) {
 	conn, err := ConnectReplication(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	slot, pub := cfg.Advanced.SlotName, cfg.Advanced.PublicationName
-	err = pglogrepl.StartReplication(ctx, conn, slot, startLSN, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", pub)},
-	})
+	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", pub)}
+	messages := false
+	if opts.Messages {
+		if v := conn.ParameterStatus("server_version"); parseMajor(v) >= messagesMajor {
+			args = append(args, "messages 'true'")
+			messages = true
+		} else {
+			log.Info("logical decoding messages are not captured: pgoutput sends them from PostgreSQL 14 on", "server_version", v)
+		}
+	}
+	err = pglogrepl.StartReplication(ctx, conn, slot, startLSN, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		_ = conn.Close(context.Background())
 		return nil, fmt.Errorf("starting replication from slot %q at LSN %s: %w", slot, startLSN, classifyStart(err, slot, pub))
 	}
-	log.Info("replication started", "slot", slot, "publication", pub, "lsn", startLSN.String())
-	return &Reader{conn: conn, slot: slot, log: log}, nil
+	log.Info("replication started", "slot", slot, "publication", pub, "lsn", startLSN.String(), "messages", messages)
+	return &Reader{conn: conn, slot: slot, log: log, messages: messages}, nil
 }
+
+// Messages reports whether the stream carries logical decoding messages:
+// they were asked for and the server can send them.
+func (r *Reader) Messages() bool { return r.messages }
 
 // Receive waits for the next replication message until ctx ends. A context
 // deadline or cancellation is not an error: it returns a MessageNone and the connection

@@ -56,7 +56,7 @@ func TestScanChunkValuesAreThoseOfPgoutput(t *testing.T) {
 	if err := pgsrc.Setup(ctx, &cfg, []pgsrc.TableRef{{Schema: "public", Name: "wide"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err := pgsrc.StartReader(ctx, &cfg, 0, discard())
+	r, err := pgsrc.StartReader(ctx, &cfg, 0, pgsrc.ReaderOptions{}, discard())
 	if err != nil {
 		t.Fatal(err)
 	}

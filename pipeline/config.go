@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,44 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdownTimeout"`
 	// Metrics serves Prometheus metrics.
 	Metrics MetricsConfig `koanf:"metrics"`
+	// Messages is the capture of logical decoding messages.
+	Messages MessagesConfig `koanf:"messages"`
+}
+
+// MessagesConfig is the `messages` block: logical decoding messages
+// (pg_logical_emit_message, PostgreSQL 14+) written to the topic
+// <kafka.topicPrefix>.message in Debezium's form.
+type MessagesConfig struct {
+	// Enabled captures them; default true (nil before SetDefaults). On a
+	// server older than 14 it has no effect.
+	Enabled *bool `koanf:"enabled"`
+	// PrefixIncludeList, when set, captures only the messages whose prefix
+	// one of these regular expressions matches in full (Debezium's
+	// message.prefix.include.list).
+	PrefixIncludeList []string `koanf:"prefixIncludeList"`
+	// PrefixExcludeList leaves out the messages whose prefix one of these
+	// regular expressions matches in full (message.prefix.exclude.list).
+	// Only one of the two lists may be set.
+	PrefixExcludeList []string `koanf:"prefixExcludeList"`
+}
+
+// On reports whether messages are captured.
+func (m *MessagesConfig) On() bool { return m.Enabled == nil || *m.Enabled }
+
+// prefixRegexps compiles the prefix list at key; each expression must
+// match a whole prefix.
+func prefixRegexps(key string, list []string) ([]*regexp.Regexp, error) {
+	out := make([]*regexp.Regexp, 0, len(list))
+	var errs []error
+	for i, expr := range list {
+		re, err := regexp.Compile(`^(?:` + expr + `)$`)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %q is not a regular expression (RE2 syntax, matched against the whole prefix): %v", key, i, expr, err))
+			continue
+		}
+		out = append(out, re)
+	}
+	return out, errors.Join(errs...)
 }
 
 // MetricsConfig is the `metrics` block.
@@ -140,6 +179,10 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Messages.Enabled == nil {
+		on := true
+		c.Messages.Enabled = &on
 	}
 	if k.Topics.Partitions == 0 {
 		k.Topics.Partitions = 1
@@ -276,6 +319,21 @@ func (c *Config) Validate() error {
 	if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
 		bad("kafka.tls", "certFile and keyFile go together")
 	}
+	m := &c.Messages
+	_, inErr := prefixRegexps("messages.prefixIncludeList", m.PrefixIncludeList)
+	_, exErr := prefixRegexps("messages.prefixExcludeList", m.PrefixExcludeList)
+	errs = append(errs, inErr, exErr)
+	if len(m.PrefixIncludeList) > 0 && len(m.PrefixExcludeList) > 0 {
+		bad("messages", "prefixIncludeList and prefixExcludeList cannot both be set: keep one")
+	}
+	if m.On() {
+		mt := c.MessageTopic()
+		for i, b := range c.Bindings {
+			if b.Target == mt {
+				bad(fmt.Sprintf("bindings[%d].target", i), "topic %q is the topic of logical decoding messages: choose another target, or set messages.enabled: false", mt)
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -297,6 +355,12 @@ func (c *Config) TopicFor(t pgsrc.TableRef) string {
 		}
 	}
 	return sanitizeTopic(c.Kafka.TopicPrefix + "." + t.Schema + "." + t.Name)
+}
+
+// MessageTopic returns the topic of logical decoding messages,
+// <kafka.topicPrefix>.message (Debezium's name).
+func (c *Config) MessageTopic() string {
+	return sanitizeTopic(c.Kafka.TopicPrefix + ".message")
 }
 
 // sanitizeTopic replaces the characters Kafka refuses in topic names with '_'.

@@ -45,7 +45,7 @@ func newMetrics() *Metrics {
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkafka_records_total",
-		Help: "Records produced (committed or not), by topic and op (c, u, d, r, t; tombstones are not counted)."}, []string{"topic", "op"})
+		Help: "Records produced (committed or not), by topic and op (c, u, d, r, t; m for logical decoding messages; tombstones are not counted)."}, []string{"topic", "op"})
 	f(m.records)
 	m.transactions = prometheus.NewCounter(prometheus.CounterOpts{Name: "pgkafka_kafka_transactions_total",
 		Help: "Kafka transactions committed."})

@@ -39,7 +39,7 @@ type readerStage struct {
 	awaited *atomic.Int32
 
 	inTx          bool          // between a begin and its commit
-	lastCommitEnd pglogrepl.LSN // end LSN of the last commit read
+	lastCommitEnd pglogrepl.LSN // end LSN of the last commit (or non-transactional message) read
 	keepaliveEnd  pglogrepl.LSN // server WAL end of the last keepalive
 	advanced      pglogrepl.LSN // last idle position sent downstream
 	lastAdvance   time.Time
@@ -101,6 +101,12 @@ func (s *readerStage) run(ctx, soft context.Context, out chan<- *walBatch) error
 					s.inTx = false
 					if len(msg.Data) >= 18 {
 						s.lastCommitEnd = pglogrepl.LSN(binary.BigEndian.Uint64(msg.Data[10:18]))
+					}
+				case 'M':
+					// A non-transactional message is checkpointed at its
+					// LSN, as a commit at its end.
+					if !s.inTx && len(msg.Data) >= 10 && msg.Data[1]&1 == 0 {
+						s.lastCommitEnd = max(s.lastCommitEnd, pglogrepl.LSN(binary.BigEndian.Uint64(msg.Data[2:10])))
 					}
 				}
 			}

@@ -240,11 +240,21 @@ func (r *Runner) session(ctx context.Context) error {
 		}
 		r.log.Info("resuming from the checkpoint", "lsn", cp.LSN.String(), "partial", cp.Partial != nil)
 	}
-	src, err := pgsrc.StartReader(ctx, &cfg.Source, start, r.log.With("stage", "reader"))
+	src, err := pgsrc.StartReader(ctx, &cfg.Source, start, pgsrc.ReaderOptions{Messages: cfg.Messages.On()}, r.log.With("stage", "reader"))
 	if err != nil {
 		return err
 	}
 	defer r.closeLogged("replication connection", src.Close)
+	source := schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database}
+	var messages *messageTopic
+	if src.Messages() {
+		if err := createTopics(ctx, adm, cfg.Kafka.Topics, []string{cfg.MessageTopic()}, r.log); err != nil {
+			return fmt.Errorf("kafka at %v: %w", cfg.Kafka.Brokers, err)
+		}
+		if messages, err = newMessageTopic(ctx, cfg, registry, source, r.metrics); err != nil {
+			return err
+		}
+	}
 	var heart *pgsrc.Watermarks
 	if cfg.Source.Advanced.HeartbeatInterval > 0 {
 		if heart, err = pgsrc.OpenWatermarks(ctx, &cfg.Source); err != nil {
@@ -335,9 +345,9 @@ func (r *Runner) session(ctx context.Context) error {
 	decoder := &decoderStage{dec: pgsrc.NewDecoder()}
 	serializer := &serializerStage{
 		cfg: cfg, catalog: catalog, registry: registry, resume: cp, metrics: r.metrics,
-		source: schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database},
-		log:    r.log.With("stage", "serializer"),
-		bound:  bound, tables: make(map[uint32]*tableCodec),
+		source: source, messages: messages,
+		log:   r.log.With("stage", "serializer"),
+		bound: bound, tables: make(map[uint32]*tableCodec),
 		backfills: backfills, plans: plans, pending: make(map[string]*chunkPlan),
 		synthetic: make(map[pgsrc.TableRef]*tableCodec), marksRef: marksRef, gate: gate,
 	}

@@ -30,6 +30,8 @@ type serializerStage struct {
 
 	// resume is the checkpoint the session started from (nil: none).
 	resume *offsets.Checkpoint
+	// messages writes logical decoding messages; nil when not captured.
+	messages *messageTopic
 	// bound maps each captured table to its description at start.
 	bound map[pgsrc.TableRef]*pgsrc.Table
 	// tables caches, per relation ID, the codec of its latest shape.
@@ -123,11 +125,35 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 					return err
 				}
 			default:
+				if ch.Op == pgsrc.OpMessage && !ch.Transactional {
+					// Between transactions (protocol 1 never interleaves
+					// one): its LSN is a position to checkpoint, as a
+					// commit's end is (message.go).
+					if s.messageInKafka(uint64(ch.LSN)) {
+						continue
+					}
+					s.encodeMessage(ch, now, rb)
+					if !inTx {
+						rb.commitLSN = max(rb.commitLSN, ch.LSN)
+						if rb.full() {
+							rb.hold = s.windows > 0
+							if err := send(ctx, out, rb); err != nil {
+								return err
+							}
+							rb = &recordBatch{}
+						}
+					}
+					continue
+				}
+				// A row change, a truncate or a transactional message: a
+				// change of the transaction, counted for the resume.
 				tx.changes++
 				if skipAll || tx.changes <= skipUpTo {
 					continue // Kafka has it: PostgreSQL sent it again
 				}
-				if err := s.encode(ctx, ch, now, rb); err != nil {
+				if ch.Op == pgsrc.OpMessage {
+					s.encodeMessage(ch, now, rb)
+				} else if err := s.encode(ctx, ch, now, rb); err != nil {
 					return err
 				}
 				if inTx && rb.full() {

@@ -113,6 +113,31 @@ func (r *Registry) Register(ctx context.Context, c *Codec) (forced []Incompatibi
 	return incs, nil
 }
 
+// RegisterMessages registers the message codec's schemas under <topic>-key
+// and <topic>-value, then sets its ids. They never change, so they are not
+// checked for compatibility.
+func (r *Registry) RegisterMessages(ctx context.Context, c *MessageCodec) error {
+	var ids [2]int
+	for i, sub := range [2][2]string{{c.KeySubject(), c.KeySchema()}, {c.ValueSubject(), c.ValueSchema()}} {
+		id, known, err := r.lookup(ctx, sub[0], sub[1])
+		if err != nil {
+			return err
+		}
+		if !known {
+			parsed, err := avro.Parse(sub[1])
+			if err != nil {
+				return fmt.Errorf("the schema of subject %s: %w", sub[0], err)
+			}
+			if id, err = r.register(ctx, sub[0], sub[1], parsed); err != nil {
+				return err
+			}
+		}
+		ids[i] = id
+	}
+	c.SetIDs(ids[0], ids[1])
+	return nil
+}
+
 // lookup returns the id of schema under subject if the subject holds it.
 func (r *Registry) lookup(ctx context.Context, subject, schema string) (int, bool, error) {
 	k := subject + "\x00" + schema
