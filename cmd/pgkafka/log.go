@@ -4,23 +4,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/lmittmann/tint"
-	"golang.org/x/term"
 )
 
-// newLogger picks the handler: tint on a terminal (or with format "text"),
-// JSON otherwise (or with format "json").
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+// newLogger picks the handler: tint when tty (w is, or writes to, a
+// terminal) or with format "text", JSON otherwise or with format "json".
+func newLogger(w io.Writer, tty bool, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
 	}
 	switch format {
 	case "", "auto":

@@ -36,6 +36,8 @@ Common flags:
   --set KEY=VALUE          override one key (repeatable), e.g. --set source.address=db:5432
   --log-format auto|text|json
   --log-level debug|info|warn|error
+  --progress auto|always|never
+                           backfill progress bars of run (auto: when stderr is a terminal)
 
 Every key may also come from the environment: PGKAFKA_SOURCE__PASSWORD sets source.password.
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
@@ -51,6 +53,7 @@ type commonFlags struct {
 	sets      multiFlag
 	logFormat string
 	logLevel  string
+	progress  string
 }
 
 type multiFlag []string
@@ -76,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&cf.sets, "set", "override a key: KEY=VALUE")
 	fs.StringVar(&cf.logFormat, "log-format", "auto", "auto, text or json")
 	fs.StringVar(&cf.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cf.progress, "progress", "auto", "backfill progress bars (run): auto (on a terminal), always or never")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -87,7 +91,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgkafka backfill: name the tables to read again, as SCHEMA.TABLE\n")
 		return 2
 	}
-	log, err := newLogger(stderr, cf.logFormat, cf.logLevel)
+	bars, err := wantProgress(cf.progress, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgkafka: %v\n", err)
+		return 2
+	}
+	var ui *progressUI
+	logOut := stderr
+	if bars && cmd == "run" {
+		ui = newProgressUI(stderr)
+		defer ui.close()
+		logOut = ui
+	}
+	log, err := newLogger(logOut, isTerminal(stderr), cf.logFormat, cf.logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "pgkafka: %v\n", err)
 		return 2
@@ -116,7 +132,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "run":
-		return exit(log, runCapture(ctx, cfg, log))
+		return exit(log, runCapture(ctx, cfg, log, ui))
 	case "discover":
 		return exit(log, runDiscover(ctx, cfg, stdout))
 	case "status":
@@ -155,13 +171,18 @@ func exit(log *slog.Logger, err error) int {
 // soft stop (finish the transaction in progress, write it, exit 0); a
 // second one, or shutdownTimeout without the soft stop done, is a hard one
 // (abort the open Kafka transaction, exit 1).
-func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger) error {
+func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger, ui *progressUI) error {
 	r, err := pipeline.NewRunner(cfg, log)
 	if err != nil {
 		return &configError{err}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if ui != nil {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go ui.follow(fctx, r)
+	}
 	if cfg.Metrics.Address != "" {
 		stop, err := serveMetrics(cfg.Metrics.Address, r, log)
 		if err != nil {

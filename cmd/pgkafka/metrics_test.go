@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
+)
+
+// lockedBuffer is an output written by a child process and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestMetricsAndProgressBars runs a capture with metrics.address and
+// --progress always: the backfill draws its bar to the end, and /metrics
+// counts the rows backfilled, the records produced by op and the Kafka
+// transactions, as the database says they should be.
+func TestMetricsAndProgressBars(t *testing.T) {
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, v text);
+		INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 500) g; ANALYZE orders`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path := s.config(t, pgtest.Superuser, cluster.SuperuserPassword(), ordersBinding)
+	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "text", "--progress", "always",
+		"--set", "metrics.address="+addr, "--set", "source.advanced.backfill_chunk_size=50")
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, 60*time.Second, func() bool { return strings.Contains(stderr.String(), "backfills finished") }, &stderr)
+
+	s.db.Exec(t, `INSERT INTO orders VALUES (501, 'a'), (502, 'b'); UPDATE orders SET v = 'u' WHERE id = 1; DELETE FROM orders WHERE id = 2`)
+	var m map[string]*dto.MetricFamily
+	waitFor(t, 30*time.Second, func() bool {
+		m = scrape(t, "http://"+addr+"/metrics")
+		return value(m, "pgkafka_records_total", "op", "d") == 1
+	}, &stderr)
+	for _, c := range []struct {
+		name, label, lv string
+		want           float64
+	}{
+		{"pgkafka_backfill_rows_total", "table", "public.orders", 500},
+		{"pgkafka_backfill_done", "table", "public.orders", 1},
+		{"pgkafka_backfill_estimated_rows", "table", "public.orders", 500},
+		{"pgkafka_records_total", "op", "r", 500},
+		{"pgkafka_records_total", "op", "c", 2},
+		{"pgkafka_records_total", "op", "u", 1},
+		{"pgkafka_sessions_total", "", "", 1},
+		{"pgkafka_session_failures_total", "", "", 0},
+	} {
+		if got := value(m, c.name, c.label, c.lv); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.lv, got, c.want)
+		}
+	}
+	if n := value(m, "pgkafka_kafka_transactions_total", "", ""); n < 1 {
+		t.Errorf("pgkafka_kafka_transactions_total = %v, want at least one", n)
+	}
+	if lsn := value(m, "pgkafka_committed_lsn", "", ""); lsn <= 0 {
+		t.Errorf("pgkafka_committed_lsn = %v", lsn)
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
+		t.Errorf("/healthz: %d %q", resp.StatusCode, body)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no exit 30s after SIGTERM:\n%s", stderr.String())
+	}
+	// The bar: the table, its rows against the estimate, and completion.
+	out := stderr.String()
+	for _, want := range []string{"public.orders", "500/~500 rows", "100 %", "done in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the progress bars lack %q:\n%s", want, out)
+		}
+	}
+	// The log lines still come, above the bars.
+	if !strings.Contains(out, "backfill finished") || !strings.Contains(out, "stopped") {
+		t.Errorf("log lines missing:\n%s", out)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool, logs fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s; output:\n%s", timeout, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// scrape reads url's metrics in the Prometheus text format.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	m, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// value is the value of metric name whose label has value lv (any metric
+// of the family when label is ""); -1 when there is none.
+func value(m map[string]*dto.MetricFamily, name, label, lv string) float64 {
+	f := m[name]
+	if f == nil {
+		return -1
+	}
+	for _, x := range f.GetMetric() {
+		match := label == ""
+		for _, l := range x.GetLabel() {
+			if l.GetName() == label && l.GetValue() == lv {
+				match = true
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case x.Counter != nil:
+			return x.Counter.GetValue()
+		case x.Gauge != nil:
+			return x.Gauge.GetValue()
+		}
+	}
+	return -1
+}
