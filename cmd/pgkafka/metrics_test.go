@@ -71,7 +71,7 @@ func TestMetricsAndProgressBars(t *testing.T) {
 	}, &stderr)
 	for _, c := range []struct {
 		name, label, lv string
-		want           float64
+		want            float64
 	}{
 		{"pgkafka_backfill_rows_total", "table", "public.orders", 500},
 		{"pgkafka_backfill_done", "table", "public.orders", 1},
