@@ -70,6 +70,7 @@ type tableProgress struct {
 	started   time.Time
 	finished  atomic.Int64 // Unix nanoseconds; 0 while running
 	rowsC     prometheus.Counter
+	chunksC   prometheus.Counter
 	doneG     prometheus.Gauge
 }
 
@@ -81,7 +82,8 @@ func (b *backfillProgress) start(table string, estimated int64) *tableProgress {
 	if p == nil || p.finished.Load() != 0 {
 		// A first backfill, or a requested re-backfill: count anew.
 		p = &tableProgress{table: table, estimated: estimated, started: time.Now(),
-			rowsC: b.metrics.backfillRows.WithLabelValues(table), doneG: b.metrics.backfillDone.WithLabelValues(table)}
+			rowsC: b.metrics.backfillRows.WithLabelValues(table), chunksC: b.metrics.backfillChunks.WithLabelValues(table),
+			doneG: b.metrics.backfillDone.WithLabelValues(table)}
 		b.tables[table] = p
 	}
 	b.metrics.backfillEstimated.WithLabelValues(table).Set(float64(estimated))
@@ -89,9 +91,11 @@ func (b *backfillProgress) start(table string, estimated int64) *tableProgress {
 	return p
 }
 
+// add counts a chunk of rows.
 func (p *tableProgress) add(rows int) {
 	p.rows.Add(int64(rows))
 	p.rowsC.Add(float64(rows))
+	p.chunksC.Inc()
 }
 
 func (p *tableProgress) finish() {
