@@ -286,6 +286,7 @@ func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, nowMs 
 				continue
 			}
 		}
+		s.toast.observe(tc, row)
 		s.after = datums(s.after, row)
 		s.setEvent(ch, schema.OpRead, nil, s.after, nowMs)
 		s.ev.Snapshot = "true"

@@ -33,7 +33,23 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdownTimeout"`
 	// Metrics serves Prometheus metrics.
 	Metrics MetricsConfig `koanf:"metrics"`
+	// Toast configures the TOAST reconciler (toast.go).
+	Toast ToastConfig `koanf:"toast"`
 }
+
+// ToastConfig is the `toast` block: how unchanged TOASTed values are filled.
+// It is not under source.advanced, which holds the Estuary capture's keys
+// and is pgsrc's: the reconciler is the pipeline's.
+type ToastConfig struct {
+	// CacheBytes bounds the cache of the last large value seen per table,
+	// key and column (least recently used out first); 0 disables it, and
+	// every unchanged value not in the old tuple is read from the database.
+	CacheBytes int64 `koanf:"cacheBytes"`
+}
+
+// DefaultToastCacheBytes is toast.cacheBytes's default: a quarter of the
+// 128 MB the process is meant to stay under.
+const DefaultToastCacheBytes = 32 << 20
 
 // MetricsConfig is the `metrics` block.
 type MetricsConfig struct {
@@ -141,6 +157,9 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.Toast.CacheBytes == 0 {
+		c.Toast.CacheBytes = DefaultToastCacheBytes
+	}
 	if k.Topics.Partitions == 0 {
 		k.Topics.Partitions = 1
 	}
@@ -191,6 +210,9 @@ func (c *Config) Validate() error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			bad("metrics.address", "%q is not host:port (for example \":9187\" or \"127.0.0.1:9187\")", a)
 		}
+	}
+	if c.Toast.CacheBytes < 0 {
+		bad("toast.cacheBytes", "must not be negative, got %d (0 disables the cache)", c.Toast.CacheBytes)
 	}
 	seen := map[string]int{}
 	topics := map[string]int{}

@@ -48,6 +48,9 @@ type serializerStage struct {
 	// at the next commit with no window open.
 	restartPending bool
 
+	// toast fills unchanged TOASTed values (toast.go).
+	toast *toastReconciler
+
 	before, after []schema.Datum
 	key           [][]byte
 	ev            schema.Event
@@ -64,6 +67,7 @@ type tableCodec struct {
 	marks     bool           // the watermarks table
 	backfill  *tableBackfill // while the table is backfilled
 	counts    *opCounters    // records by op, in metrics
+	toast     toastTable
 }
 
 func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out chan<- *recordBatch) error {
@@ -77,6 +81,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 	)
 	for cb := range in {
 		now := time.Now().UnixMilli()
+		s.toast.batch(cb.changes)
 		for i := range cb.changes {
 			ch := &cb.changes[i]
 			switch ch.Op {
@@ -201,6 +206,7 @@ func (s *serializerStage) build(ctx context.Context, rel *pgsrc.Relation) (*tabl
 	tc.codec, tc.topic, tc.key = codec, st.Topic, st.Key
 	tc.compacted = isCompacted(s.cfg.Kafka.Topics.Config)
 	tc.counts = s.metrics.opCounters(tc.topic)
+	tc.toast = s.toast.table(info, rel)
 	s.log.Debug("relation", "table", ref.String(), "version", rel.Version, "topic", tc.topic)
 	return tc, nil
 }
@@ -298,6 +304,7 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 			if err != nil {
 				return err
 			}
+			s.toast.forgetTable(tc)
 			if tc.codec == nil || tc.compacted {
 				continue // compacted topics refuse null keys
 			}
@@ -335,6 +342,7 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 	}
 	switch ch.Op {
 	case pgsrc.OpInsert:
+		s.toast.observe(tc, ch.New)
 		if !passes(ch.New) {
 			return nil
 		}
@@ -342,14 +350,9 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 		s.setEvent(ch, schema.OpCreate, nil, s.after, nowMs)
 		return s.emit(tc, ch, rb, s.after, false)
 	case pgsrc.OpUpdate:
-		if ch.OldKind == 'O' {
-			// REPLICA IDENTITY FULL: the old tuple holds the TOASTed values
-			// pgoutput leaves out of the new one as unchanged (DESIGN §4).
-			for i := range ch.New {
-				if ch.New[i].Kind == pgsrc.ValueUnchanged && i < len(ch.Old) {
-					ch.New[i] = ch.Old[i]
-				}
-			}
+		// The TOASTed values pgoutput leaves out as unchanged (DESIGN §4).
+		if err := s.toast.update(ctx, tc, ch, passes); err != nil {
+			return err
 		}
 		s.after = datums(s.after, ch.New)
 		var before []schema.Datum
@@ -380,6 +383,7 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 		s.setEvent(ch, schema.OpUpdate, before, s.after, nowMs)
 		return s.emit(tc, ch, rb, s.after, false)
 	case pgsrc.OpDelete:
+		s.toast.forget(tc, ch.Old)
 		if !passes(ch.Old) {
 			return nil
 		}
