@@ -45,6 +45,13 @@ type ToastConfig struct {
 	// key and column (least recently used out first); 0 disables it, and
 	// every unchanged value not in the old tuple is read from the database.
 	CacheBytes int64 `koanf:"cacheBytes"`
+	// Unavailable is the policy for an unchanged value that no path
+	// recovers (the row is gone from the database) in a column whose type
+	// cannot carry Debezium's marker: "fail" stops the capture with the
+	// table and column; "null" writes null in nullable columns (and still
+	// fails in the others). String, bytea, arrays of those and hstore carry
+	// the marker under both.
+	Unavailable string `koanf:"unavailable"`
 }
 
 // DefaultToastCacheBytes is toast.cacheBytes's default: a quarter of the
@@ -160,6 +167,9 @@ func (c *Config) SetDefaults() {
 	if c.Toast.CacheBytes == 0 {
 		c.Toast.CacheBytes = DefaultToastCacheBytes
 	}
+	if c.Toast.Unavailable == "" {
+		c.Toast.Unavailable = "fail"
+	}
 	if k.Topics.Partitions == 0 {
 		k.Topics.Partitions = 1
 	}
@@ -213,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Toast.CacheBytes < 0 {
 		bad("toast.cacheBytes", "must not be negative, got %d (0 disables the cache)", c.Toast.CacheBytes)
+	}
+	if u := c.Toast.Unavailable; u != "fail" && u != "null" {
+		bad("toast.unavailable", "%q is not one of fail, null", u)
 	}
 	seen := map[string]int{}
 	topics := map[string]int{}

@@ -468,7 +468,9 @@ func (s *serializerStage) encodeError(tc *tableCodec, ch *pgsrc.Change, err erro
 	err = fmt.Errorf("encoding %s of %s.%s at LSN %s: %w", ch.Op, tc.rel.Namespace, tc.rel.Name, pglogrepl.LSN(ch.LSN), err)
 	if errors.Is(err, schema.ErrUnavailable) {
 		ref := pgsrc.TableRef{Schema: tc.rel.Namespace, Name: tc.rel.Name}
-		err = fmt.Errorf("%w; to have PostgreSQL send unchanged TOASTed values, run ALTER TABLE %s REPLICA IDENTITY FULL and restart", err, ref.Quoted())
+		err = fmt.Errorf("%w: the update left it unchanged, no earlier value of it was seen, and the row is no longer in the database; "+
+			"to write null instead in nullable columns, set toast.unavailable: null and restart; "+
+			"to have later updates carry their unchanged values, run ALTER TABLE %s REPLICA IDENTITY FULL", err, ref.Quoted())
 	}
 	return err
 }

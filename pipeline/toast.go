@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,7 +31,9 @@ import (
 //     inserted again);
 //  4. when all fail (the row is gone from the database), the value stays
 //     unchanged: the codec writes Debezium's marker where the column's type
-//     can carry it, and stops the capture with the column's name otherwise.
+//     can carry it; otherwise toast.unavailable decides: "fail" stops the
+//     capture with the table and column, "null" writes null in nullable
+//     columns (lastResort).
 //
 // Each value filled or not is counted in pgkafka_toast_values_total by path.
 
@@ -55,6 +58,9 @@ const (
 type toastReconciler struct {
 	src      *pgsrc.Config
 	maxBytes int64
+	// nullUnavailable: toast.unavailable is "null".
+	nullUnavailable bool
+	log             *slog.Logger
 
 	oldTuple, cached, database, unavailable prometheus.Counter
 
@@ -102,10 +108,12 @@ type toastTable struct {
 	info  *pgsrc.Table
 }
 
-func newToastReconciler(cfg *Config, m *Metrics) *toastReconciler {
+func newToastReconciler(cfg *Config, m *Metrics, log *slog.Logger) *toastReconciler {
 	return &toastReconciler{
-		src:         &cfg.Source,
-		maxBytes:    cfg.Toast.CacheBytes,
+		src:             &cfg.Source,
+		maxBytes:        cfg.Toast.CacheBytes,
+		nullUnavailable: cfg.Toast.Unavailable == "null",
+		log:             log,
 		oldTuple:    m.toast.WithLabelValues(ToastOldTuple),
 		cached:      m.toast.WithLabelValues(ToastCache),
 		database:    m.toast.WithLabelValues(ToastDatabase),
@@ -231,8 +239,31 @@ func (r *toastReconciler) reconcile(ctx context.Context, tc *tableCodec, ch *pgs
 			missing--
 		}
 	}
-	r.unavailable.Add(float64(missing))
+	if missing > 0 {
+		r.unavailable.Add(float64(missing))
+		r.lastResort(tc, ch)
+	}
 	return nil
+}
+
+// lastResort applies toast.unavailable to the values no path recovered:
+// those left unchanged get the marker from the codec, or stop the capture
+// when their type cannot carry it, unless the policy is null and the
+// column nullable.
+func (r *toastReconciler) lastResort(tc *tableCodec, ch *pgsrc.Change) {
+	if !r.nullUnavailable {
+		return
+	}
+	for i := range ch.New {
+		if ch.New[i].Kind != pgsrc.ValueUnchanged {
+			continue
+		}
+		if markable, nullable := tc.codec.Unavailable(i); !markable && nullable {
+			ch.New[i] = pgsrc.Value{Kind: pgsrc.ValueNull}
+			r.log.Warn("an unchanged TOASTed value is gone from the database: written as null (toast.unavailable: null)",
+				"table", tc.toast.info.Ref().String(), "column", tc.rel.Columns[i].Name, "lsn", ch.LSN.String())
+		}
+	}
 }
 
 // fill sets the unchanged values of tuple that cols hold and returns how

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgkafka/pgkafka/pipeline"
+	"github.com/pgkafka/pgkafka/schema"
 )
 
 // toastTable creates a table with a 100 kB text and a 5000-element int[]
@@ -195,5 +196,72 @@ func TestToastReconciler(t *testing.T) {
 	// second's (2) from the cache the first filled.
 	if got[pipeline.ToastOldTuple] != 6 || got[pipeline.ToastDatabase] != 4 || got[pipeline.ToastCache] != 2 || got[pipeline.ToastUnavailable] != 0 {
 		t.Errorf("paths after the restart %v, want 6 from the old tuple, 4 from the database, 2 from the cache", got)
+	}
+}
+
+// TestToastDatabasePath: with a cache too small for the values, every
+// unchanged value is read from the database, and is the right one (no
+// later change has touched it), a changed value included.
+func TestToastDatabasePath(t *testing.T) {
+	const topic = "test.public.tsmall"
+	e := newEnv(t, "public.tsmall")
+	e.cfg.Toast.CacheBytes = 1000
+	toastTable(t, e, "tsmall", false)
+	st := toastStates{}
+	rn := e.start(t)
+	toastInsert(t, e, "tsmall", 1, 0)
+	toastInsert(t, e, "tsmall", 2, 5)
+	st.read(t, e, "tsmall")
+	st.exec(t, e, `UPDATE tsmall SET n = n + 1`, "tsmall")
+	st.exec(t, e, `UPDATE tsmall SET n = n + 1, big = (SELECT string_agg(md5((g + 9)::text), '') FROM generate_series(1, 3200) g) WHERE id = 2`, "tsmall")
+	st.exec(t, e, `UPDATE tsmall SET n = n + 1 WHERE id = 2`, "tsmall")
+	rs := e.consume(t, []string{topic}, 30*time.Second, perTopic(5, topic))
+	st.check(t, rs)
+	got := toastCounts(t, rn.r)
+	if got[pipeline.ToastDatabase] != 7 || got[pipeline.ToastCache] != 0 || got[pipeline.ToastUnavailable] != 0 {
+		t.Errorf("paths %v, want 7 values from the database and none from the cache", got)
+	}
+}
+
+// TestToastRowDeleted: an unchanged value of a row deleted before the
+// reconciler reads it (and not in the cache, here disabled) is the marker
+// in a text column; an int[] cannot carry it: toast.unavailable: null
+// writes null, and the default, fail, stops the capture naming the column.
+func TestToastRowDeleted(t *testing.T) {
+	const topic = "test.public.tgone"
+	e := newEnv(t, "public.tgone")
+	e.cfg.Toast.CacheBytes = 1000
+	e.cfg.Toast.Unavailable = "null"
+	toastTable(t, e, "tgone", false)
+	rn := e.start(t)
+	toastInsert(t, e, "tgone", 1, 0)
+	e.db.Exec(t, `BEGIN; UPDATE tgone SET n = 1; DELETE FROM tgone; COMMIT`)
+	rs := e.consume(t, []string{topic}, 30*time.Second, perTopic(4, topic))
+	if got := ops(rs); fmt.Sprint(got) != "[c u d tombstone]" {
+		t.Fatalf("ops %v, want c u d and a tombstone", got)
+	}
+	u := rs[1].After
+	if u["big"] != schema.UnavailableValue || u["xs"] != nil || fmt.Sprint(u["n"]) != "1" {
+		t.Errorf("update of a deleted row: big %.40q, xs %.40v, n %v; want the marker, null, 1", u["big"], u["xs"], u["n"])
+	}
+	if got := toastCounts(t, rn.r); got[pipeline.ToastUnavailable] != 2 || got[pipeline.ToastDatabase] != 0 {
+		t.Errorf("paths %v, want 2 values unavailable", got)
+	}
+
+	f := newEnv(t, "public.tgone2")
+	f.cfg.Source.Advanced.SlotName = "tgone2_slot" // slots are cluster-wide
+	f.cfg.Toast.CacheBytes = 1000
+	toastTable(t, f, "tgone2", false)
+	rn = f.start(t)
+	toastInsert(t, f, "tgone2", 1, 0)
+	f.db.Exec(t, `BEGIN; UPDATE tgone2 SET n = 1; DELETE FROM tgone2; COMMIT`)
+	select {
+	case err := <-rn.done:
+		if err == nil || !strings.Contains(err.Error(), `column "xs"`) || !strings.Contains(err.Error(), "toast.unavailable: null") {
+			t.Fatalf("Run ended with %v", err)
+		}
+		rn.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("the capture did not stop on the unavailable int[]")
 	}
 }
