@@ -114,14 +114,14 @@ func newToastReconciler(cfg *Config, m *Metrics, log *slog.Logger) *toastReconci
 		maxBytes:        cfg.Toast.CacheBytes,
 		nullUnavailable: cfg.Toast.Unavailable == "null",
 		log:             log,
-		oldTuple:    m.toast.WithLabelValues(ToastOldTuple),
-		cached:      m.toast.WithLabelValues(ToastCache),
-		database:    m.toast.WithLabelValues(ToastDatabase),
-		unavailable: m.toast.WithLabelValues(ToastUnavailable),
-		ids:         make(map[string]uint32),
-		entries:     make(map[string]*toastEntry),
-		perTable:    []int{0},
-		fetched:     make(map[string][]pgsrc.Value),
+		oldTuple:        m.toast.WithLabelValues(ToastOldTuple),
+		cached:          m.toast.WithLabelValues(ToastCache),
+		database:        m.toast.WithLabelValues(ToastDatabase),
+		unavailable:     m.toast.WithLabelValues(ToastUnavailable),
+		ids:             make(map[string]uint32),
+		entries:         make(map[string]*toastEntry),
+		perTable:        []int{0},
+		fetched:         make(map[string][]pgsrc.Value),
 	}
 }
 
