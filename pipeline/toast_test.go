@@ -200,8 +200,9 @@ func TestToastReconciler(t *testing.T) {
 }
 
 // TestToastDatabasePath: with a cache too small for the values, every
-// unchanged value is read from the database, and is the right one (no
-// later change has touched it), a changed value included.
+// unchanged value is read from the database. Each is the right one while
+// no later change has touched it (each step waits for its records here),
+// and the newer one otherwise: the row read is the current one.
 func TestToastDatabasePath(t *testing.T) {
 	const topic = "test.public.tsmall"
 	e := newEnv(t, "public.tsmall")
@@ -212,14 +213,39 @@ func TestToastDatabasePath(t *testing.T) {
 	toastInsert(t, e, "tsmall", 1, 0)
 	toastInsert(t, e, "tsmall", 2, 5)
 	st.read(t, e, "tsmall")
-	st.exec(t, e, `UPDATE tsmall SET n = n + 1`, "tsmall")
-	st.exec(t, e, `UPDATE tsmall SET n = n + 1, big = (SELECT string_agg(md5((g + 9)::text), '') FROM generate_series(1, 3200) g) WHERE id = 2`, "tsmall")
-	st.exec(t, e, `UPDATE tsmall SET n = n + 1 WHERE id = 2`, "tsmall")
-	rs := e.consume(t, []string{topic}, 30*time.Second, perTopic(5, topic))
+	records := 2
+	for _, sql := range []string{
+		`UPDATE tsmall SET n = n + 1`,
+		`UPDATE tsmall SET n = n + 1, big = (SELECT string_agg(md5((g + 9)::text), '') FROM generate_series(1, 3200) g) WHERE id = 2`,
+		`UPDATE tsmall SET n = n + 1 WHERE id = 2`,
+	} {
+		before := len(st)
+		st.exec(t, e, sql, "tsmall")
+		records += len(st) - before
+		e.consume(t, []string{topic}, 30*time.Second, perTopic(records, topic))
+	}
+	rs := e.consume(t, []string{topic}, 30*time.Second, perTopic(records, topic))
 	st.check(t, rs)
 	got := toastCounts(t, rn.r)
 	if got[pipeline.ToastDatabase] != 7 || got[pipeline.ToastCache] != 0 || got[pipeline.ToastUnavailable] != 0 {
 		t.Errorf("paths %v, want 7 values from the database and none from the cache", got)
+	}
+
+	// Stopped, an update leaves row 1's big alone and the next changes it:
+	// after the restart, both records carry the new value.
+	rn.stop(t)
+	e.db.Exec(t, `UPDATE tsmall SET n = 10 WHERE id = 1;
+		UPDATE tsmall SET n = 11, big = (SELECT string_agg(md5((g + 11)::text), '') FROM generate_series(1, 3200) g) WHERE id = 1`)
+	var newer string
+	if err := e.db.Conn(t).QueryRow(context.Background(), `SELECT big FROM tsmall WHERE id = 1`).Scan(&newer); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t)
+	rs = e.consume(t, []string{topic}, 30*time.Second, perTopic(records+2, topic))
+	for _, r := range rs[records:] {
+		if big, _ := r.After["big"].(string); big != newer {
+			t.Errorf("n=%v after the restart: big %.40q, want the row's current %.40q", r.After["n"], big, newer)
+		}
 	}
 }
 
