@@ -110,3 +110,22 @@ func TestToastObserveAllocs(t *testing.T) {
 		t.Errorf("%v allocations to observe a small row of a table with cached rows", n)
 	}
 }
+
+// TestToastKeyChange: an update that changes the key and leaves big alone
+// finds big under the old key, and the row's values move to the new one.
+func TestToastKeyChange(t *testing.T) {
+	r, tc := toastFixture(t, 1<<20)
+	big := bytes.Repeat([]byte("x"), 3000)
+	r.observe(tc, toastRow(1, big, 0))
+	old := []pgsrc.Value{{Kind: pgsrc.ValueText, Data: []byte("1")}, {Kind: pgsrc.ValueNull}, {Kind: pgsrc.ValueNull}}
+	ch := &pgsrc.Change{Op: pgsrc.OpUpdate, Rel: tc.rel, Old: old, OldKind: 'K', New: toastRow(7, nil, 0)}
+	if err := r.update(context.Background(), tc, ch, func([]pgsrc.Value) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ch.New[1].Data, big) {
+		t.Fatalf("big not filled from the old key's entry: %v", ch.New[1])
+	}
+	if got := cachedIDs(r); got != "7" {
+		t.Fatalf("cached rows %q, want 7 alone", got)
+	}
+}
