@@ -226,7 +226,7 @@ func (r *toastReconciler) reconcile(ctx context.Context, tc *tableCodec, ch *pgs
 		return nil
 	}
 	row, read := r.fetched[string(key)]
-	if !read {
+	if !read || row != nil && !rowCovers(row, ch.New) {
 		if err := r.fetch(ctx, tc, ch); err != nil {
 			return err
 		}
@@ -266,6 +266,16 @@ func (r *toastReconciler) lastResort(tc *tableCodec, ch *pgsrc.Change) {
 	}
 }
 
+// rowCovers reports whether a row read holds every unchanged value of tuple.
+func rowCovers(row, tuple []pgsrc.Value) bool {
+	for i := range tuple {
+		if tuple[i].Kind == pgsrc.ValueUnchanged && (i >= len(row) || row[i].Kind == pgsrc.ValueUnchanged) {
+			return false
+		}
+	}
+	return true
+}
+
 // fill sets the unchanged values of tuple that cols hold and returns how
 // many it set.
 func fill(tuple []pgsrc.Value, cols []toastCol, c prometheus.Counter) int {
@@ -302,7 +312,13 @@ func (r *toastReconciler) fetch(ctx context.Context, tc *tableCodec, ch *pgsrc.C
 	)
 	add := func(c *pgsrc.Change) {
 		k, ok := r.key(tc, c.New)
-		if !ok || seen[string(k)] {
+		if !ok {
+			return
+		}
+		if seen[string(k)] {
+			for i := range c.New {
+				want[i] = want[i] || c.New[i].Kind == pgsrc.ValueUnchanged
+			}
 			return
 		}
 		if c != ch && tc.toast.cache {

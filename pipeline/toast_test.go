@@ -291,3 +291,32 @@ func TestToastRowDeleted(t *testing.T) {
 		t.Fatal("the capture did not stop on the unavailable int[]")
 	}
 }
+
+// TestToastDatabasePathColumns: two changes of one batch leave different
+// columns of one row unchanged; the row read for the first serves the
+// second with the column it lacks.
+func TestToastDatabasePathColumns(t *testing.T) {
+	const topic = "test.public.ttwo"
+	e := newEnv(t, "public.ttwo")
+	e.cfg.Toast.CacheBytes = 1000
+	e.db.Exec(t, `CREATE TABLE ttwo (id int PRIMARY KEY, a text, b text, n int)`)
+	rn := e.start(t)
+	big := func(seed int) string {
+		return fmt.Sprintf(`(SELECT string_agg(md5((g + %d)::text), '') FROM generate_series(1, 3200) g)`, seed)
+	}
+	e.db.Exec(t, `INSERT INTO ttwo VALUES (1, `+big(1)+`, `+big(2)+`, 0)`)
+	e.db.Exec(t, `UPDATE ttwo SET a = `+big(3)+`, n = 1; UPDATE ttwo SET b = `+big(4)+`, n = 2`)
+	var a, b string
+	if err := e.db.Conn(t).QueryRow(context.Background(), `SELECT a, b FROM ttwo`).Scan(&a, &b); err != nil {
+		t.Fatal(err)
+	}
+	rs := e.consume(t, []string{topic}, 30*time.Second, perTopic(3, topic))
+	for _, r := range rs[1:] {
+		if r.After["a"] != a || r.After["b"] != b {
+			t.Errorf("update n=%v: a %.20q, b %.20q; want the row's current %.20q, %.20q", r.After["n"], r.After["a"], r.After["b"], a, b)
+		}
+	}
+	if got := toastCounts(t, rn.r); got[pipeline.ToastDatabase] != 2 || got[pipeline.ToastUnavailable] != 0 {
+		t.Errorf("paths %v, want 2 values from the database", got)
+	}
+}
