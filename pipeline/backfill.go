@@ -323,6 +323,7 @@ func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, rb *re
 				continue
 			}
 		}
+		s.toast.observe(tc, plan.rows[i])
 		rb.recs = append(rb.recs, plan.recs[i])
 		n++
 	}

@@ -36,6 +36,8 @@ type Config struct {
 	Metrics MetricsConfig `koanf:"metrics"`
 	// Messages is the capture of logical decoding messages.
 	Messages MessagesConfig `koanf:"messages"`
+	// Toast configures the TOAST reconciler (toast.go).
+	Toast ToastConfig `koanf:"toast"`
 }
 
 // MessagesConfig is the `messages` block: logical decoding messages
@@ -73,6 +75,27 @@ func prefixRegexps(key string, list []string) ([]*regexp.Regexp, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// ToastConfig is the `toast` block: how unchanged TOASTed values are filled.
+// It is not under source.advanced, which holds the Estuary capture's keys
+// and is pgsrc's: the reconciler is the pipeline's.
+type ToastConfig struct {
+	// CacheBytes bounds the cache of the last large value seen per table,
+	// key and column (least recently used out first); 0 disables it, and
+	// every unchanged value not in the old tuple is read from the database.
+	CacheBytes int64 `koanf:"cacheBytes"`
+	// Unavailable is the policy for an unchanged value that no path
+	// recovers (the row is gone from the database) in a column whose type
+	// cannot carry Debezium's marker: "fail" stops the capture with the
+	// table and column; "null" writes null in nullable columns (and still
+	// fails in the others). String, bytea, arrays of those and hstore carry
+	// the marker under both.
+	Unavailable string `koanf:"unavailable"`
+}
+
+// DefaultToastCacheBytes is toast.cacheBytes's default: a quarter of the
+// 128 MB the process is meant to stay under.
+const DefaultToastCacheBytes = 32 << 20
 
 // MetricsConfig is the `metrics` block.
 type MetricsConfig struct {
@@ -184,6 +207,12 @@ func (c *Config) SetDefaults() {
 		on := true
 		c.Messages.Enabled = &on
 	}
+	if c.Toast.CacheBytes == 0 {
+		c.Toast.CacheBytes = DefaultToastCacheBytes
+	}
+	if c.Toast.Unavailable == "" {
+		c.Toast.Unavailable = "fail"
+	}
 	if k.Topics.Partitions == 0 {
 		k.Topics.Partitions = 1
 	}
@@ -234,6 +263,12 @@ func (c *Config) Validate() error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			bad("metrics.address", "%q is not host:port (for example \":9187\" or \"127.0.0.1:9187\")", a)
 		}
+	}
+	if c.Toast.CacheBytes < 0 {
+		bad("toast.cacheBytes", "must not be negative, got %d (0 disables the cache)", c.Toast.CacheBytes)
+	}
+	if u := c.Toast.Unavailable; u != "fail" && u != "null" {
+		bad("toast.unavailable", "%q is not one of fail, null", u)
 	}
 	seen := map[string]int{}
 	topics := map[string]int{}

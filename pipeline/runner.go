@@ -350,7 +350,9 @@ func (r *Runner) session(ctx context.Context) error {
 		bound: bound, tables: make(map[uint32]*tableCodec),
 		backfills: backfills, plans: plans, pending: make(map[string]*chunkPlan),
 		synthetic: make(map[pgsrc.TableRef]*tableCodec), marksRef: marksRef, gate: gate,
+		toast: newToastReconciler(cfg, r.metrics, r.log.With("stage", "serializer")),
 	}
+	defer r.closeLogged("TOAST reconciler's connection", serializer.toast.close)
 	producer := &producerStage{
 		client: client, committed: &r.committed, cp: base,
 		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,

@@ -61,6 +61,9 @@ type serializerStage struct {
 	// 0 outside.
 	relLSN pglogrepl.LSN
 
+	// toast fills unchanged TOASTed values (toast.go).
+	toast *toastReconciler
+
 	before, after []schema.Datum
 	key           [][]byte
 	ev            schema.Event
@@ -77,6 +80,7 @@ type tableCodec struct {
 	marks     bool           // the watermarks table
 	backfill  *tableBackfill // while the table is backfilled
 	counts    *opCounters    // records by op, in metrics
+	toast     toastTable
 }
 
 func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out chan<- *recordBatch) error {
@@ -90,6 +94,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 	)
 	for cb := range in {
 		now := time.Now().UnixMilli()
+		s.toast.batch(cb.changes)
 		for i := range cb.changes {
 			ch := &cb.changes[i]
 			switch ch.Op {
@@ -247,6 +252,7 @@ func (s *serializerStage) build(ctx context.Context, rel *pgsrc.Relation) (*tabl
 	tc.codec, tc.topic, tc.key = codec, st.Topic, st.Key
 	tc.compacted = isCompacted(s.cfg.Kafka.Topics.Config)
 	tc.counts = s.metrics.opCounters(tc.topic)
+	tc.toast = s.toast.table(info, rel)
 	s.log.Debug("relation", "table", ref.String(), "version", rel.Version, "topic", tc.topic)
 	return tc, nil
 }
@@ -348,6 +354,7 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 			if err != nil {
 				return err
 			}
+			s.toast.forgetTable(tc)
 			if tc.codec == nil || tc.compacted {
 				continue // compacted topics refuse null keys
 			}
@@ -385,6 +392,7 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 	}
 	switch ch.Op {
 	case pgsrc.OpInsert:
+		s.toast.observe(tc, ch.New)
 		if !passes(ch.New) {
 			return nil
 		}
@@ -392,14 +400,9 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 		s.setEvent(ch, schema.OpCreate, nil, s.after, nowMs)
 		return s.emit(tc, ch, rb, s.after, false)
 	case pgsrc.OpUpdate:
-		if ch.OldKind == 'O' {
-			// REPLICA IDENTITY FULL: the old tuple holds the TOASTed values
-			// pgoutput leaves out of the new one as unchanged (DESIGN §4).
-			for i := range ch.New {
-				if ch.New[i].Kind == pgsrc.ValueUnchanged && i < len(ch.Old) {
-					ch.New[i] = ch.Old[i]
-				}
-			}
+		// The TOASTed values pgoutput leaves out as unchanged (DESIGN §4).
+		if err := s.toast.update(ctx, tc, ch, passes); err != nil {
+			return err
 		}
 		s.after = datums(s.after, ch.New)
 		var before []schema.Datum
@@ -430,6 +433,7 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 		s.setEvent(ch, schema.OpUpdate, before, s.after, nowMs)
 		return s.emit(tc, ch, rb, s.after, false)
 	case pgsrc.OpDelete:
+		s.toast.forget(tc, ch.Old)
 		if !passes(ch.Old) {
 			return nil
 		}
@@ -514,7 +518,9 @@ func (s *serializerStage) encodeError(tc *tableCodec, ch *pgsrc.Change, err erro
 	err = fmt.Errorf("encoding %s of %s.%s at LSN %s: %w", ch.Op, tc.rel.Namespace, tc.rel.Name, pglogrepl.LSN(ch.LSN), err)
 	if errors.Is(err, schema.ErrUnavailable) {
 		ref := pgsrc.TableRef{Schema: tc.rel.Namespace, Name: tc.rel.Name}
-		err = fmt.Errorf("%w; to have PostgreSQL send unchanged TOASTed values, run ALTER TABLE %s REPLICA IDENTITY FULL and restart", err, ref.Quoted())
+		err = fmt.Errorf("%w: the update left it unchanged, no earlier value of it was seen, and the row is no longer in the database; "+
+			"to write null instead in nullable columns, set toast.unavailable: null and restart; "+
+			"to have later updates carry their unchanged values, run ALTER TABLE %s REPLICA IDENTITY FULL", err, ref.Quoted())
 	}
 	return err
 }

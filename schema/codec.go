@@ -170,6 +170,14 @@ func (c *Codec) SetIDs(keyID, valueID int) {
 // table take a null Kafka key.
 func (c *Codec) Keyed() bool { return len(c.key) > 0 }
 
+// Unavailable tells how column i (in row order) takes an unchanged TOAST
+// value that could not be recovered: markable when its type carries the
+// unavailable-value marker, nullable when it may be null instead.
+func (c *Codec) Unavailable(i int) (markable, nullable bool) {
+	cc := &c.cols[i]
+	return cc.unavailable != nil, cc.nullable
+}
+
 // AppendKey appends the Confluent-framed key record built from row[Key[i]].
 // row holds one Datum per column. On error dst is returned unchanged.
 func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {

@@ -43,6 +43,8 @@ format: {envelope: xml}
 			"--set", "source.advanced.watermarksTable=nodot",
 			"--set", "kafka.compression=brotli",
 			"--set", "kafka.topics.partitions=-3",
+			"--set", "toast.cacheBytes=-1",
+			"--set", "toast.unavailable=skip",
 		}, want: []string{
 			"source.advanced.backfill_chunk_size: must be at least 1",
 			`source.advanced.sslmode: "bogus" is not one of`,
@@ -50,6 +52,8 @@ format: {envelope: xml}
 			"format.envelope:",
 			`kafka.compression: "brotli"`,
 			"kafka.topics.partitions: must be at least 1",
+			"toast.cacheBytes: must not be negative",
+			`toast.unavailable: "skip" is not one of fail, null`,
 		}},
 		{name: "sync mode", yaml: strings.Replace(validConfig, "syncMode: incremental", "syncMode: full_refresh", 1),
 			want: []string{`bindings[0].resource.syncMode: "full_refresh" is not supported`}},
