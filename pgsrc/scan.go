@@ -3,6 +3,7 @@ package pgsrc
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -278,4 +279,42 @@ func (s *Scanner) scanError(op string, table TableRef, err error) error {
 		}
 	}
 	return fmt.Errorf("%s %s: %w", op, table, err)
+}
+
+// EstimateAfter returns the planner's estimate of the rows of t after a
+// backfill cursor: after the key after (o non-nil), or after the ctid
+// afterCTID (o nil), from the table's statistics, without reading it. It
+// is what progress reports use for a backfill resumed from its cursor.
+func (s *Scanner) EstimateAfter(ctx context.Context, t *Table, o *KeyOrder, after [][]byte, afterCTID string) (int64, error) {
+	var sql strings.Builder
+	fmt.Fprintf(&sql, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE ", t.Ref().Quoted())
+	s.params = s.params[:0]
+	switch {
+	case o != nil:
+		if err := s.checkOrder(t, o); err != nil {
+			return 0, err
+		}
+		sql.WriteString(o.KeyPredicate(">", 1))
+		s.params = append(s.params, after...)
+	default:
+		sql.WriteString("ctid > $1::tid")
+		s.params = append(s.params, []byte(afterCTID))
+	}
+	rr := s.conn.PgConn().ExecParams(ctx, sql.String(), s.params, nil, nil, nil)
+	var plan []byte
+	for rr.NextRow() {
+		plan = append(plan, rr.Values()[0]...)
+	}
+	if _, err := rr.Close(); err != nil {
+		return 0, s.scanError("estimating the rows left to backfill of", t.Ref(), err)
+	}
+	var out []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	if err := json.Unmarshal(plan, &out); err != nil || len(out) == 0 {
+		return 0, fmt.Errorf("estimating the rows left to backfill of %s: unexpected plan %q", t.Ref(), plan)
+	}
+	return int64(out[0].Plan.Rows), nil
 }

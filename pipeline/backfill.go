@@ -489,7 +489,16 @@ func (s *backfillStage) table(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 	after, ctid := t.cursor, t.ctid
 	ref := t.info.Ref()
 	p := s.prog.start(ref.String(), t.info.Estimated)
-	s.log.Info("backfilling", "table", ref.String(), "estimated_rows", t.info.Estimated, "resumed", after != nil || ctid != "")
+	resumed := after != nil || ctid != ""
+	if resumed && t.info.Estimated > 0 {
+		// Progress counts the rows behind the cursor as read.
+		left, err := sc.EstimateAfter(ctx, t.info, t.order, after, ctid)
+		if err != nil {
+			return fmt.Errorf("backfill of %s: %w", ref, err)
+		}
+		p.before.Store(max(0, t.info.Estimated-left))
+	}
+	s.log.Info("backfilling", "table", ref.String(), "estimated_rows", t.info.Estimated, "resumed", resumed)
 	var emitting *chunkPlan // the chunk the serializer may still be emitting
 	wait := func() error {
 		if emitting == nil {
@@ -523,7 +532,7 @@ func (s *backfillStage) table(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 		if time.Since(last) >= progressEvery {
 			last = time.Now()
 			v := p.view()
-			s.log.Info("backfill progress", "table", ref.String(), "rows", v.Rows, "percent", percent(v), "eta", eta(v))
+			s.log.Info("backfill progress", "table", ref.String(), "rows", v.Before+v.Rows, "percent", percent(v), "eta", eta(v))
 		}
 		if !plan.full {
 			break

@@ -9,13 +9,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// TableProgress is one table's backfill progress in this process.
+// TableProgress is one table's backfill progress in this process (its
+// latest session).
 type TableProgress struct {
 	// Table is <schema>.<table>.
 	Table string
-	// Rows is how many rows this process has read (a backfill resumed
-	// from a checkpoint counts from its cursor).
-	Rows int64
+	// Rows is how many rows this session has read; Before is the
+	// planner's estimate of the rows behind the cursor a backfill resumed
+	// from (read by an earlier process).
+	Rows, Before int64
 	// Estimated is pg_class.reltuples when the backfill started (-1:
 	// never analyzed).
 	Estimated int64
@@ -36,7 +38,7 @@ func (p TableProgress) Percent() float64 {
 	if p.Done {
 		return 100
 	}
-	return min(100, 100*float64(p.Rows)/float64(p.Estimated))
+	return min(100, 100*float64(p.Before+p.Rows)/float64(p.Estimated))
 }
 
 // ETA is the time left at the rate so far, or -1 when unknown.
@@ -44,10 +46,10 @@ func (p TableProgress) ETA() time.Duration {
 	switch {
 	case p.Done:
 		return 0
-	case p.Rows == 0 || p.Estimated <= p.Rows:
+	case p.Rows == 0 || p.Estimated <= p.Before+p.Rows:
 		return -1
 	}
-	return time.Duration(float64(p.Elapsed) * float64(p.Estimated-p.Rows) / float64(p.Rows))
+	return time.Duration(float64(p.Elapsed) * float64(p.Estimated-p.Before-p.Rows) / float64(p.Rows))
 }
 
 // backfillProgress is the progress of a Runner's backfills, kept across
@@ -67,6 +69,7 @@ type tableProgress struct {
 	table     string
 	rows      atomic.Int64
 	estimated int64
+	before    atomic.Int64
 	started   time.Time
 	finished  atomic.Int64 // Unix nanoseconds; 0 while running
 	rowsC     prometheus.Counter
@@ -74,18 +77,15 @@ type tableProgress struct {
 	doneG     prometheus.Gauge
 }
 
-// start registers (or restarts, in a new session) a table's backfill.
+// start registers a table's backfill as a session starts it: from its
+// first row, or from its cursor (then before counts the rows behind it).
 func (b *backfillProgress) start(table string, estimated int64) *tableProgress {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.tables[table]
-	if p == nil || p.finished.Load() != 0 {
-		// A first backfill, or a requested re-backfill: count anew.
-		p = &tableProgress{table: table, estimated: estimated, started: time.Now(),
-			rowsC: b.metrics.backfillRows.WithLabelValues(table), chunksC: b.metrics.backfillChunks.WithLabelValues(table),
-			doneG: b.metrics.backfillDone.WithLabelValues(table)}
-		b.tables[table] = p
-	}
+	p := &tableProgress{table: table, estimated: estimated, started: time.Now(),
+		rowsC: b.metrics.backfillRows.WithLabelValues(table), chunksC: b.metrics.backfillChunks.WithLabelValues(table),
+		doneG: b.metrics.backfillDone.WithLabelValues(table)}
+	b.tables[table] = p
 	b.metrics.backfillEstimated.WithLabelValues(table).Set(float64(estimated))
 	p.doneG.Set(0)
 	return p
@@ -104,7 +104,7 @@ func (p *tableProgress) finish() {
 }
 
 func (p *tableProgress) view() TableProgress {
-	v := TableProgress{Table: p.table, Rows: p.rows.Load(), Estimated: p.estimated, Started: p.started}
+	v := TableProgress{Table: p.table, Rows: p.rows.Load(), Before: p.before.Load(), Estimated: p.estimated, Started: p.started}
 	if f := p.finished.Load(); f != 0 {
 		v.Done, v.Elapsed = true, time.Unix(0, f).Sub(p.started)
 	} else {

@@ -34,6 +34,66 @@ type TableStatus struct {
 	State        offsets.State
 	// Cursor is a backfill's last key read (JSON), when backfilling.
 	Cursor string
+	// Estimated is pg_class.reltuples (-1: never analyzed) and Percent
+	// the planner's estimate of the share behind the cursor, of a table
+	// being backfilled (-1: unknown).
+	Estimated int64
+	Percent   float64
+}
+
+// backfillShares fills the estimate and share read of the tables being
+// backfilled, from the planner's statistics (no table is read).
+func backfillShares(ctx context.Context, cfg Config, catalog *pgsrc.Catalog, cp *offsets.Checkpoint, tables []TableStatus) error {
+	var refs []pgsrc.TableRef
+	for _, t := range tables {
+		if t.State == offsets.StateBackfilling {
+			if ref, err := pgsrc.ParseTableRef(t.Table); err == nil {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	described, err := catalog.Discover(ctx, refs)
+	if err != nil {
+		return err
+	}
+	sc, err := pgsrc.OpenScanner(ctx, &cfg.Source)
+	if err != nil {
+		return err
+	}
+	defer sc.Close(context.WithoutCancel(ctx))
+	for i := range described {
+		info := &described[i]
+		ts := &tables[slices.IndexFunc(tables, func(t TableStatus) bool { return t.Table == info.Ref().String() })]
+		ts.Estimated = info.Estimated
+		b := &tableBackfill{info: info}
+		keyCols := info.PrimaryKey
+		if len(keyCols) == 0 && info.ReplicaIdentity == 'i' {
+			keyCols = info.IdentityIndex
+		}
+		if len(keyCols) > 0 {
+			if b.order, err = sc.KeyOrder(ctx, info, keyCols); err != nil {
+				return err
+			}
+		}
+		if err := b.parseCursor(cp.Tables[ts.Table].Cursor); err != nil {
+			return fmt.Errorf("%w: %v", offsets.ErrUnreadable, err)
+		}
+		switch {
+		case info.Estimated <= 0:
+		case b.cursor == nil && b.ctid == "":
+			ts.Percent = 0
+		default:
+			left, err := sc.EstimateAfter(ctx, info, b.order, b.cursor, b.ctid)
+			if err != nil {
+				return err
+			}
+			ts.Percent = min(100, max(0, 100*float64(info.Estimated-left)/float64(info.Estimated)))
+		}
+	}
+	return nil
 }
 
 // ReadStatus gathers the Status of the capture cfg describes.
@@ -65,7 +125,10 @@ func ReadStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error)
 			if err == nil {
 				topic = cfg.TopicFor(ref)
 			}
-			st.Tables = append(st.Tables, TableStatus{Table: name, Topic: topic, State: ts.State, Cursor: string(ts.Cursor)})
+			st.Tables = append(st.Tables, TableStatus{Table: name, Topic: topic, State: ts.State, Cursor: string(ts.Cursor), Percent: -1})
+		}
+		if err := backfillShares(ctx, cfg, catalog, cp, st.Tables); err != nil {
+			return nil, err
 		}
 		slices.SortFunc(st.Tables, func(a, b TableStatus) int {
 			if a.Table < b.Table {

@@ -395,7 +395,8 @@ func TestStatus(t *testing.T) {
 func TestBackfillKilledResumes(t *testing.T) {
 	s := newStack(t)
 	s.db.Exec(t, `CREATE TABLE wide (region text, id int, v text, PRIMARY KEY (region, id));
-		INSERT INTO wide SELECT (ARRAY['eu','us','Asia',''])[1 + g % 4], g, repeat('w', 150) FROM generate_series(1, 20000) g`)
+		INSERT INTO wide SELECT (ARRAY['eu','us','Asia',''])[1 + g % 4], g, repeat('w', 150) FROM generate_series(1, 20000) g;
+		ANALYZE wide`)
 	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), "  - resource: {namespace: public, stream: wide, syncMode: incremental}"),
 		"", "    backfill_chunk_size: 97\n")
 	c := startCaptureNoWait(t, path)
@@ -412,6 +413,15 @@ func TestBackfillKilledResumes(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	c.kill(t)
+	// status estimates the share read from the cursor and the statistics.
+	code, out := pgkafka(t, "status", "-c", path)
+	var pct float64
+	var est int
+	if i := strings.Index(out, "(about "); code != 0 || i < 0 {
+		t.Errorf("status of an interrupted backfill lacks its share read: exit %d\n%s", code, out)
+	} else if _, err := fmt.Sscanf(out[i:], "(about %f%% of ~%d rows)", &pct, &est); err != nil || pct <= 0 || pct >= 100 || est != 20000 {
+		t.Errorf("status of an interrupted backfill: %q (%v)\n%s", out[i:], err, out)
+	}
 	c = startCapture(t, path)
 	if logs := c.logs.String(); !strings.Contains(logs, `"resumed":true`) {
 		t.Errorf("the backfill did not resume from its cursor:\n%s", logs)

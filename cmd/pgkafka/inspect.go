@@ -139,6 +139,9 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 			if t.Cursor != "" {
 				fmt.Fprintf(&b, ", read up to key %s", t.Cursor)
 			}
+			if t.Percent >= 0 {
+				fmt.Fprintf(&b, " (about %.0f%% of ~%d rows)", t.Percent, t.Estimated)
+			}
 			b.WriteString("\n")
 		}
 	}

@@ -79,15 +79,16 @@ func (u *progressUI) follow(ctx context.Context, r *pipeline.Runner) {
 						decor.Any(func(decor.Statistics) string { return etaOf(r, tp.Table) }, decor.WCSyncSpace)))
 				bars[tp.Table] = b
 			}
+			read := tp.Before + tp.Rows
 			switch {
 			case tp.Done:
-				b.SetTotal(max(tp.Rows, 1), true)
-				if tp.Rows == 0 {
+				b.SetTotal(max(read, 1), true)
+				if read == 0 {
 					b.SetCurrent(1)
 				}
 			default:
-				b.SetTotal(max(tp.Estimated, tp.Rows+1), false)
-				b.SetCurrent(tp.Rows)
+				b.SetTotal(max(tp.Estimated, read+1), false)
+				b.SetCurrent(read)
 			}
 		}
 		select {
@@ -117,9 +118,9 @@ func progressOf(r *pipeline.Runner, table string) (pipeline.TableProgress, bool)
 func rowsOf(r *pipeline.Runner, table string) string {
 	tp, _ := progressOf(r, table)
 	if tp.Estimated > 0 {
-		return fmt.Sprintf("%d/~%d rows", tp.Rows, tp.Estimated)
+		return fmt.Sprintf("%d/~%d rows", tp.Before+tp.Rows, tp.Estimated)
 	}
-	return fmt.Sprintf("%d rows", tp.Rows)
+	return fmt.Sprintf("%d rows", tp.Before+tp.Rows)
 }
 
 func etaOf(r *pipeline.Runner, table string) string {
