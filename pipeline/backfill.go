@@ -165,16 +165,14 @@ type chunkPlan struct {
 	full  bool     // false for the last chunk
 	ctid  string   // keyless: the ctid after which the chunk starts
 
-	// Filled by the backfill stage: the rows, read before it writes the
-	// high watermark; then their records (recs[i] is rows[i]'s, with a nil
-	// Value for a row its type cannot represent) or the error encoding
-	// them, after which ready is closed.
+	// Filled by the backfill stage before it writes the high watermark,
+	// then ready is closed: the rows and their records (recs[i] is
+	// rows[i]'s, with a nil Value for a row its type cannot represent).
 	rows    [][]pgsrc.Value
 	slab    []byte
 	lastTID string
 	recs    []kgo.Record
 	enc     []byte
-	err     error
 	ready   chan struct{}
 
 	// opened is closed by the serializer when it sees the low watermark,
@@ -295,9 +293,6 @@ func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, rb *re
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-	if plan.err != nil {
-		return fmt.Errorf("backfill of %s: %w", plan.table, plan.err)
-	}
 	b.window = nil
 	s.windows--
 	if s.windows == 0 {
@@ -343,49 +338,56 @@ func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, rb *re
 	return nil
 }
 
-// encodeChunk encodes the rows of a chunk as 'r' records with its codec,
-// then closes ready. It runs on a goroutine of its own, so that encoding
-// overlaps with the reads of the next chunk; a table's chunks are encoded
-// one after the other (the next is read only once the serializer has
-// emitted this one), and its codec serves no one else.
-func encodeChunk(plan *chunkPlan) {
-	defer close(plan.ready)
-	tc := plan.tc
-	ev := schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}
-	ev.NowMs = time.Now().UnixMilli()
-	ev.TsMs = ev.NowMs
-	var after []schema.Datum
-	plan.recs = make([]kgo.Record, len(plan.rows))
-	plan.enc = make([]byte, 0, len(plan.slab)+len(plan.rows)*encodedRowOverhead(tc))
-	for i, row := range plan.rows {
-		if len(row) != len(tc.rel.Columns) {
-			plan.err = fmt.Errorf("a row of %d columns for %d: the table changed during the backfill; the next session reads it again", len(row), len(tc.rel.Columns))
-			return
-		}
-		after = datums(after, row)
-		ev.After = after
-		var key []byte
-		var err error
-		if tc.codec.Keyed() {
-			off := len(plan.enc)
-			if plan.enc, err = tc.codec.AppendKey(plan.enc, after); err != nil {
-				plan.err = fmt.Errorf("encoding the key of a row: %w", err)
-				return
-			}
-			key = plan.enc[off:len(plan.enc):len(plan.enc)]
-		}
-		off := len(plan.enc)
-		plan.enc, err = tc.codec.AppendValue(plan.enc, &ev)
-		switch {
-		case errors.Is(err, schema.ErrNotRepresentable):
-			plan.enc = plan.enc[:off]
-		case err != nil:
-			plan.err = fmt.Errorf("encoding a row: %w", err)
-			return
-		default:
-			plan.recs[i] = kgo.Record{Topic: tc.topic, Key: key, Value: plan.enc[off:len(plan.enc):len(plan.enc)]}
-		}
+// chunkEncoder encodes a chunk's rows as 'r' records with its codec as the
+// backfill stage reads them, so that encoding overlaps with PostgreSQL
+// sending the rest. A table's chunks are encoded one after the other (the
+// next is read only once the serializer has emitted this one), and its
+// codec serves no one else meanwhile.
+type chunkEncoder struct {
+	plan  *chunkPlan
+	ev    schema.Event
+	after []schema.Datum
+}
+
+func newChunkEncoder(plan *chunkPlan, chunkBytes, chunkSize int) *chunkEncoder {
+	e := &chunkEncoder{plan: plan, ev: schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}}
+	e.ev.NowMs = time.Now().UnixMilli()
+	e.ev.TsMs = e.ev.NowMs
+	plan.recs = make([]kgo.Record, 0, chunkSize)
+	plan.enc = make([]byte, 0, chunkBytes+chunkSize*encodedRowOverhead(plan.tc))
+	return e
+}
+
+// add encodes row, which it does not keep; a row its type cannot
+// represent gets a record with a nil Value.
+func (e *chunkEncoder) add(row []pgsrc.Value) error {
+	plan, tc := e.plan, e.plan.tc
+	if len(row) != len(tc.rel.Columns) {
+		return fmt.Errorf("a row of %d columns for %d: the table changed during the backfill; the next session reads it again", len(row), len(tc.rel.Columns))
 	}
+	e.after = datums(e.after, row)
+	e.ev.After = e.after
+	var key []byte
+	var err error
+	if tc.codec.Keyed() {
+		off := len(plan.enc)
+		if plan.enc, err = tc.codec.AppendKey(plan.enc, e.after); err != nil {
+			return fmt.Errorf("encoding the key of a row: %w", err)
+		}
+		key = plan.enc[off:len(plan.enc):len(plan.enc)]
+	}
+	off := len(plan.enc)
+	plan.enc, err = tc.codec.AppendValue(plan.enc, &e.ev)
+	switch {
+	case errors.Is(err, schema.ErrNotRepresentable):
+		plan.enc = plan.enc[:off]
+		plan.recs = append(plan.recs, kgo.Record{})
+	case err != nil:
+		return fmt.Errorf("encoding a row: %w", err)
+	default:
+		plan.recs = append(plan.recs, kgo.Record{Topic: tc.topic, Key: key, Value: plan.enc[off:len(plan.enc):len(plan.enc)]})
+	}
+	return nil
 }
 
 // encodedRowOverhead is about how many bytes a row's record takes beyond
@@ -606,7 +608,11 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 	plan.slab = make([]byte, 0, t.chunkBytes)
 	plan.rows = make([][]pgsrc.Value, 0, s.chunkSize)
 	var arena []pgsrc.Value // the rows' values, allocated in blocks
+	enc := newChunkEncoder(plan, t.chunkBytes, s.chunkSize)
 	collect := func(row []pgsrc.Value) error {
+		if err := enc.add(row); err != nil {
+			return err
+		}
 		start := len(plan.slab)
 		for _, v := range row {
 			plan.slab = append(plan.slab, v.Data...)
@@ -642,7 +648,7 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 		return nil, err
 	}
 	t.chunkBytes = len(plan.slab) + len(plan.slab)/8
-	go encodeChunk(plan)
+	close(plan.ready)
 	if err := s.watermark(ctx, highMark+plan.id); err != nil {
 		return nil, err
 	}
