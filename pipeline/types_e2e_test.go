@@ -23,8 +23,12 @@ import (
 // is in the rendering testdata/avro_types.py gives it.
 type typeFamily struct {
 	name    string
-	columns string   // after "id int PRIMARY KEY, "
+	columns string   // after "id int, "
+	key     string   // the primary key's columns after id, if any
 	rows    []string // VALUES tuples, id first
+	// avro is the Avro type (JSON, without the null branch) some columns
+	// must have, where the values alone do not tell it.
+	avro map[string]string
 	// expect is a json_build_object over the table's columns (the ones
 	// captured: exactly the fields the after image must have): the after
 	// image as PostgreSQL computes it (date, time and timestamp as the
@@ -47,6 +51,15 @@ const (
 	sqlOut   = `CASE WHEN %[1]s IS NULL THEN NULL ELSE concat(%[1]s) END`
 	sqlArray = `(SELECT coalesce(json_agg(%[2]s ORDER BY o), '[]') FROM unnest(%[1]s) WITH ORDINALITY u(e, o))`
 )
+
+// create is the CREATE TABLE statement of the family's table name.
+func (f typeFamily) create(name string) string {
+	key := "id"
+	if f.key != "" {
+		key += ", " + f.key
+	}
+	return fmt.Sprintf(`CREATE TABLE %s (id int, %s, PRIMARY KEY (%s))`, name, f.columns, key)
+}
 
 func r(format, col string) string { return fmt.Sprintf(format, col) }
 
@@ -144,6 +157,35 @@ func typeFamilies() []typeFamily {
 			`(2, NULL, DEFAULT, NULL, DEFAULT, NULL)`,
 		},
 		expect: `json_build_object('a', a, 's', s, 'z', z::text)`,
+	}, {
+		name:    "domains",
+		columns: `dc cents, dp posint NOT NULL, dt tags, ds stamp, dv code, da cents[]`,
+		rows: []string{
+			`(1, 1234.50, 1, '{a,NULL,"b c"}', '2024-02-29 12:00:00.000001+00', 'abcd', '{1.5,NULL,-9999.99}')`,
+			`(2, NULL, 2147483647, '{}', 'infinity', '', '{}')`,
+			`(3, -0.01, 3, NULL, NULL, NULL, NULL)`,
+		},
+		avro: map[string]string{
+			"dc": `{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}`,
+			"dp": `"int"`,
+			"dt": `{"type":"array","items":["null","string"]}`,
+			"ds": `{"type":"long","logicalType":"timestamp-micros"}`,
+			"da": `{"type":"array","items":["null",{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}]}`,
+		},
+		expect: `json_build_object('dc', dc::text, 'dp', dp, 'dt', ` + arr("dt", "%s") + `, 'ds', ` + r(sqlStamp, "ds") + `, 'dv', dv, 'da', ` + arr("da", "%s::text") + `)`,
+	}, {
+		// Keys of every type a backfill orders by, after id.
+		name: "keys",
+		columns: `kt text, kn numeric(8,3), kts timestamptz, kl timestamp, ku uuid, kd date, kb boolean, ke mood, kc char(3), kci citext, ` +
+			`kdp posint, k8 bigint, v text`,
+		key: `kt, kn, kts, kl, ku, kd, kb, ke, kc, kci, kdp, k8`,
+		rows: []string{
+			`(1, 'Zoë', -12345.678, '-infinity', '2024-01-02 03:04:05.123456', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '0044-03-15 BC', true, 'sad', 'a', 'MiXeD', 1, -9223372036854775808, 'x')`,
+			`(2, '', 0, 'infinity', '-infinity', '00000000-0000-0000-0000-000000000000', 'infinity', false, 'happy', '', '', 2147483647, 9223372036854775807, NULL)`,
+			`(3, E'tab\there "q"', 0.001, '1970-01-01 00:00:00+00', '10000-01-01 00:00:00', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '1970-01-01', true, 'happy', 'abc', 'ß', 3, 0, '')`,
+		},
+		expect: `json_build_object('kt', kt, 'kn', kn::text, 'kts', ` + r(sqlStamp, "kts") + `, 'kl', ` + r(sqlStamp, "kl") + `, 'ku', ku::text, 'kd', ` + r(sqlDate, "kd") +
+			`, 'kb', kb, 'ke', ke::text, 'kc', ` + r(sqlOut, "kc") + `, 'kci', kci::text, 'kdp', kdp, 'k8', k8, 'v', v)`,
 	}}
 }
 
@@ -176,10 +218,15 @@ func TestTypesReadByApacheAvro(t *testing.T) {
 	e.db.Exec(t, `CREATE EXTENSION citext`)
 	e.db.Exec(t, `CREATE TYPE mood AS ENUM ('happy', 'sad')`)
 	e.db.Exec(t, `CREATE TYPE pair AS (n int, s text)`)
+	e.db.Exec(t, `CREATE DOMAIN cents AS numeric(6,2)`)
+	e.db.Exec(t, `CREATE DOMAIN posint AS int CHECK (VALUE > 0)`)
+	e.db.Exec(t, `CREATE DOMAIN tags AS text[]`)
+	e.db.Exec(t, `CREATE DOMAIN stamp AS timestamptz`)
+	e.db.Exec(t, `CREATE DOMAIN code AS varchar(4)`)
 	total := 0
 	for _, f := range families {
-		e.db.Exec(t, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, %s)`, f.name, f.columns))
-		e.db.Exec(t, fmt.Sprintf(`CREATE TABLE %s_bf (id int PRIMARY KEY, %s)`, f.name, f.columns))
+		e.db.Exec(t, f.create(f.name))
+		e.db.Exec(t, f.create(f.name+"_bf"))
 		e.db.Exec(t, fmt.Sprintf(`INSERT INTO %s_bf VALUES %s`, f.name, strings.Join(f.rows, ", ")))
 		total += 2 * len(f.rows)
 	}
@@ -223,6 +270,7 @@ func TestTypesReadByApacheAvro(t *testing.T) {
 				t.Errorf("value schemas differ beyond the table's name:\nbackfill  %s\nstreaming %s", bv, sv)
 			}
 			envelope := parseSchema(t, sv).(*avro.RecordSchema)
+			checkFieldTypes(t, sv, f.avro)
 
 			for id, s := range streamed.byID {
 				b, ok := backfilled.byID[id]
@@ -247,6 +295,13 @@ func TestTypesReadByApacheAvro(t *testing.T) {
 				}
 				if bsrc["table"] != f.name+"_bf" || ssrc["table"] != f.name {
 					t.Errorf("row %s: source.table %v and %v", id, bsrc["table"], ssrc["table"])
+				}
+				// Nothing else differs.
+				if g, w := canonJSON(t, without(b.Value, "op", "source", "ts_ms")), canonJSON(t, without(s.Value, "op", "source", "ts_ms")); g != w {
+					t.Errorf("row %s: the values differ beyond op, source and ts_ms:\nbackfilled %s\nstreamed   %s", id, g, w)
+				}
+				if g, w := canonJSON(t, without(bsrc, "snapshot", "lsn", "txId", "ts_ms", "table")), canonJSON(t, without(ssrc, "snapshot", "lsn", "txId", "ts_ms", "table")); g != w {
+					t.Errorf("row %s: the sources differ beyond snapshot, lsn, txId, ts_ms and table:\nbackfilled %s\nstreamed   %s", id, g, w)
 				}
 
 				// The bytes: the key's and the after image's.
@@ -392,6 +447,11 @@ func compareWithPostgres(t *testing.T, ctx context.Context, conn *pgx.Conn, f ty
 				t.Errorf("%s row %s: field %s (%v) is not a captured column", table, id, col, after[col])
 			}
 		}
+		for col, k := range got.byID[id].Key {
+			if g, w := canonJSON(t, k), canonJSON(t, after[col]); g != w {
+				t.Errorf("%s row %s: key field %s is %s, the after image has %s", table, id, col, g, w)
+			}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -399,6 +459,62 @@ func compareWithPostgres(t *testing.T, ctx context.Context, conn *pgx.Conn, f ty
 	if n != len(f.rows) {
 		t.Fatalf("PostgreSQL has %d rows in %s, want %d", n, table, len(f.rows))
 	}
+}
+
+// checkFieldTypes checks the Avro type of the after image's fields in
+// the value schema sv against want (null branches left out).
+func checkFieldTypes(t *testing.T, sv string, want map[string]string) {
+	t.Helper()
+	type record struct {
+		Fields []struct {
+			Name string
+			Type json.RawMessage
+		}
+	}
+	var env, value record
+	var before []json.RawMessage
+	if err := json.Unmarshal([]byte(sv), &env); err != nil || len(env.Fields) == 0 || env.Fields[0].Name != "before" {
+		t.Fatalf("value schema %s: want an envelope whose first field is before: %v", sv, err)
+	}
+	if err := json.Unmarshal(env.Fields[0].Type, &before); err != nil || len(before) != 2 {
+		t.Fatalf("value schema %s: before is not [null, Value]: %v", sv, err)
+	}
+	if err := json.Unmarshal(before[1], &value); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range value.Fields {
+		w, ok := want[f.Name]
+		if !ok {
+			continue
+		}
+		seen[f.Name] = true
+		got := canonSchema(t, string(f.Type))
+		var u []json.RawMessage
+		if json.Unmarshal(f.Type, &u) == nil && len(u) == 2 && string(u[0]) == `"null"` {
+			got = canonSchema(t, string(u[1]))
+		}
+		if got != canonSchema(t, w) {
+			t.Errorf("field %s: Avro type %s, want %s", f.Name, got, w)
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("no field %s in the value schema", name)
+		}
+	}
+}
+
+// without returns m without the keys given.
+func without(m map[string]any, keys ...string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	for _, k := range keys {
+		delete(out, k)
+	}
+	return out
 }
 
 // registeredSchemas returns the registered key and value schemas of r.
