@@ -15,6 +15,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
 	"github.com/pgkafka/pgkafka/schema"
 )
 
@@ -199,6 +200,47 @@ func typeFamilies() []typeFamily {
 // the same values for python3-avro and for hamba/avro), no before image,
 // and the same key and value schemas apart from the table's name.
 func TestTypesReadByApacheAvro(t *testing.T) {
+	families := typeFamilies()
+	e := newEnv(t, typeBindings(families)...)
+	captureTypes(t, e, families)
+}
+
+// TestTypesLatin1Database captures text of a LATIN1 database: the server
+// converts it to UTF-8 for both the backfill and the stream (client_encoding
+// pinned), so the Avro strings are valid and hold the same characters.
+func TestTypesLatin1Database(t *testing.T) {
+	families := []typeFamily{{
+		name:    "latin1",
+		columns: `s text, c char(5), v varchar(5), a text[], j jsonb, x xml, e accent, h hstore, ci citext`,
+		key:     `s`,
+		rows: []string{
+			`(1, 'Zoë ß ÿ ©', 'é', '¼½¾', '{"naïve",NULL,"Ä"}', '{"clé": "valeur ü"}', '<a b="ö">å</a>', 'café', '"ñ"=>"ç", "x"=>NULL', 'ÉCOLE')`,
+			`(2, '', '', '', '{}', '"Ø"', '', 'plain', '', '')`,
+		},
+		expect: `json_build_object('s', s, 'c', ` + r(sqlOut, "c") + `, 'v', v, 'a', ` + arr("a", "%s") + `, 'j', j::text, 'x', x::text, 'e', e::text, 'h', hstore_to_json(h), 'ci', ci::text)`,
+	}}
+	e := newEnv(t, typeBindings(families)...)
+	e.db = cluster.NewDatabaseEncoded(t, "LATIN1")
+	e.cfg.Source = e.db.SourceConfig(pgtest.Superuser, cluster.SuperuserPassword())
+	e.db.Exec(t, `SET client_encoding = 'UTF8'`)
+	e.db.Exec(t, `CREATE TYPE accent AS ENUM ('café', 'plain')`)
+	captureTypes(t, e, families)
+}
+
+// typeBindings binds the two tables of each family.
+func typeBindings(families []typeFamily) []string {
+	var bindings []string
+	for _, f := range families {
+		bindings = append(bindings, "public."+f.name, "public."+f.name+"_bf")
+	}
+	return bindings
+}
+
+// captureTypes creates the families' tables in e's database, fills the
+// _bf ones, starts the capture, fills the others, and checks what Kafka
+// holds (see TestTypesReadByApacheAvro).
+func captureTypes(t *testing.T, e *env, families []typeFamily) {
+	t.Helper()
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Fatal("kcat is needed (make deps installs it):", err)
@@ -207,13 +249,9 @@ func TestTypesReadByApacheAvro(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import avro.io, avro.schema").CombinedOutput(); err != nil {
 		t.Fatalf("python3-avro is needed (make deps installs it): %v %s", err, out)
 	}
-	families := typeFamilies()
-	var bindings []string
-	for _, f := range families {
-		bindings = append(bindings, "public."+f.name, "public."+f.name+"_bf")
-	}
-	e := newEnv(t, bindings...)
 	e.cfg.Format.NonFiniteDecimal = "null"
+	// This file's literals are UTF-8, whatever the database's encoding.
+	e.db.Exec(t, `SET client_encoding = 'UTF8'`)
 	e.db.Exec(t, `CREATE EXTENSION hstore`)
 	e.db.Exec(t, `CREATE EXTENSION citext`)
 	e.db.Exec(t, `CREATE TYPE mood AS ENUM ('happy', 'sad')`)
@@ -242,7 +280,7 @@ func TestTypesReadByApacheAvro(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The session settings pgoutput's values are printed with.
-	for _, set := range []string{`SET DateStyle = 'ISO, YMD'`, `SET TimeZone = 'UTC'`, `SET IntervalStyle = 'iso_8601'`, `SET extra_float_digits = 3`, `SET bytea_output = 'hex'`} {
+	for _, set := range []string{`SET client_encoding = 'UTF8'`, `SET DateStyle = 'ISO, YMD'`, `SET TimeZone = 'UTC'`, `SET IntervalStyle = 'iso_8601'`, `SET extra_float_digits = 3`, `SET bytea_output = 'hex'`} {
 		if _, err := conn.Exec(ctx, set); err != nil {
 			t.Fatal(err)
 		}
