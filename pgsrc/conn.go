@@ -49,6 +49,9 @@ func (c *Config) ConnConfig(replication bool) (*pgx.ConnConfig, error) {
 	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
 	cfg.RuntimeParams["extra_float_digits"] = "3"
 	cfg.RuntimeParams["bytea_output"] = "hex"
+	// Avro strings are UTF-8: the server converts from the database's
+	// encoding (pgoutput's values too), whatever the role's setting.
+	cfg.RuntimeParams["client_encoding"] = "UTF8"
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
 	}

@@ -335,8 +335,13 @@ func columnsByName(t *pgsrc.Table) map[string]*pgsrc.Column {
 func schemaType(t *pgsrc.Type, typmod int32) schema.Type {
 	st := schema.Type{OID: t.OID, Name: t.Name, Category: t.Category, Typmod: typmod}
 	if t.Elem != nil {
-		e, _ := t.Elem.Resolved()
-		et := schemaType(e, typmod)
+		// The array's typmod is its elements' (numeric(10,2)[]); a domain
+		// element (cents[], cents a domain over numeric(6,2)) has its own.
+		e, emod := t.Elem.Resolved()
+		if emod == -1 {
+			emod = typmod
+		}
+		et := schemaType(e, emod)
 		st.Elem = &et
 	}
 	return st

@@ -3,22 +3,35 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
+	"github.com/pgkafka/pgkafka/schema"
 )
 
-// typeFamily is one table of edge values of a type family, captured by
-// streaming, with what PostgreSQL says each value is in the rendering
-// testdata/avro_types.py gives it.
+// typeFamily is one table of edge values of a type family, captured once
+// by backfill and once by streaming, with what PostgreSQL says each value
+// is in the rendering testdata/avro_types.py gives it.
 type typeFamily struct {
 	name    string
-	columns string   // after "id int PRIMARY KEY, "
+	columns string   // after "id int, "
+	key     string   // the primary key's columns after id, if any
 	rows    []string // VALUES tuples, id first
-	// expect is a json_build_object over the table's columns: the after
+	// avro is the Avro type (JSON, without the null branch) some columns
+	// must have, where the values alone do not tell it.
+	avro map[string]string
+	// expect is a json_build_object over the table's columns (the ones
+	// captured: exactly the fields the after image must have): the after
 	// image as PostgreSQL computes it (date, time and timestamp as the
 	// days or microseconds since the epoch, floats as Python's repr, bytea
 	// as "hex:", intervals as {months, days, micros}, arrays flattened
@@ -39,6 +52,15 @@ const (
 	sqlOut   = `CASE WHEN %[1]s IS NULL THEN NULL ELSE concat(%[1]s) END`
 	sqlArray = `(SELECT coalesce(json_agg(%[2]s ORDER BY o), '[]') FROM unnest(%[1]s) WITH ORDINALITY u(e, o))`
 )
+
+// create is the CREATE TABLE statement of the family's table name.
+func (f typeFamily) create(name string) string {
+	key := "id"
+	if f.key != "" {
+		key += ", " + f.key
+	}
+	return fmt.Sprintf(`CREATE TABLE %s (id int, %s, PRIMARY KEY (%s))`, name, f.columns, key)
+}
 
 func r(format, col string) string { return fmt.Sprintf(format, col) }
 
@@ -126,14 +148,99 @@ func typeFamilies() []typeFamily {
 			`(4, hstore(ARRAY['q"k', 'back\slash', 'NULL', '', 'a b'], ARRAY['v"', NULL, 'NULL', '', 'c => d, e']))`,
 		},
 		expect: `json_build_object('h', hstore_to_json(h))`,
+	}, {
+		// pgoutput (before PostgreSQL 18's publish_generated_columns) does
+		// not send generated columns: the backfill leaves them out too.
+		name:    "generated",
+		columns: `a int, g int GENERATED ALWAYS AS (a * 2) STORED, s text, gs text GENERATED ALWAYS AS (upper(s)) STORED, z numeric(4,1)`,
+		rows: []string{
+			`(1, 5, DEFAULT, 'x', DEFAULT, 1.5)`,
+			`(2, NULL, DEFAULT, NULL, DEFAULT, NULL)`,
+		},
+		expect: `json_build_object('a', a, 's', s, 'z', z::text)`,
+	}, {
+		name:    "domains",
+		columns: `dc cents, dp posint NOT NULL, dt tags, ds stamp, dv code, da cents[]`,
+		rows: []string{
+			`(1, 1234.50, 1, '{a,NULL,"b c"}', '2024-02-29 12:00:00.000001+00', 'abcd', '{1.5,NULL,-9999.99}')`,
+			`(2, NULL, 2147483647, '{}', 'infinity', '', '{}')`,
+			`(3, -0.01, 3, NULL, NULL, NULL, NULL)`,
+		},
+		avro: map[string]string{
+			"dc": `{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}`,
+			"dp": `"int"`,
+			"dt": `{"type":"array","items":["null","string"]}`,
+			"ds": `{"type":"long","logicalType":"timestamp-micros"}`,
+			"da": `{"type":"array","items":["null",{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}]}`,
+		},
+		expect: `json_build_object('dc', dc::text, 'dp', dp, 'dt', ` + arr("dt", "%s") + `, 'ds', ` + r(sqlStamp, "ds") + `, 'dv', dv, 'da', ` + arr("da", "%s::text") + `)`,
+	}, {
+		// Keys of every type a backfill orders by, after id.
+		name: "keys",
+		columns: `kt text, kn numeric(8,3), kts timestamptz, kl timestamp, ku uuid, kd date, kb boolean, ke mood, kc char(3), kci citext, ` +
+			`kdp posint, k8 bigint, v text`,
+		key: `kt, kn, kts, kl, ku, kd, kb, ke, kc, kci, kdp, k8`,
+		rows: []string{
+			`(1, 'Zoë', -12345.678, '-infinity', '2024-01-02 03:04:05.123456', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '0044-03-15 BC', true, 'sad', 'a', 'MiXeD', 1, -9223372036854775808, 'x')`,
+			`(2, '', 0, 'infinity', '-infinity', '00000000-0000-0000-0000-000000000000', 'infinity', false, 'happy', '', '', 2147483647, 9223372036854775807, NULL)`,
+			`(3, E'tab\there "q"', 0.001, '1970-01-01 00:00:00+00', '10000-01-01 00:00:00', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '1970-01-01', true, 'happy', 'abc', 'ß', 3, 0, '')`,
+		},
+		expect: `json_build_object('kt', kt, 'kn', kn::text, 'kts', ` + r(sqlStamp, "kts") + `, 'kl', ` + r(sqlStamp, "kl") + `, 'ku', ku::text, 'kd', ` + r(sqlDate, "kd") +
+			`, 'kb', kb, 'ke', ke::text, 'kc', ` + r(sqlOut, "kc") + `, 'kci', kci::text, 'kdp', kdp, 'k8', k8, 'v', v)`,
 	}}
 }
 
-// TestTypesReadByApacheAvro streams a table of edge values per type family
-// (DESIGN §5), reads the topics with kcat and decodes them with the Apache
-// Avro reference implementation, and compares every value with what
-// PostgreSQL computes for it.
+// TestTypesReadByApacheAvro captures a table of edge values per type family
+// (DESIGN §5) twice: <family>_bf holds the rows before the capture starts
+// and is backfilled ('r' records), <family> gets the same rows once the
+// capture streams ('c' records). It reads both topics with kcat, decodes
+// them with the Apache Avro reference implementation and compares every
+// value with what PostgreSQL computes for it; then it compares the two
+// captures of each row: the same key and after image (the same Avro bytes,
+// the same values for python3-avro and for hamba/avro), no before image,
+// and the same key and value schemas apart from the table's name.
 func TestTypesReadByApacheAvro(t *testing.T) {
+	families := typeFamilies()
+	e := newEnv(t, typeBindings(families)...)
+	captureTypes(t, e, families)
+}
+
+// TestTypesLatin1Database captures text of a LATIN1 database: the server
+// converts it to UTF-8 for both the backfill and the stream (client_encoding
+// pinned), so the Avro strings are valid and hold the same characters.
+func TestTypesLatin1Database(t *testing.T) {
+	families := []typeFamily{{
+		name:    "latin1",
+		columns: `s text, c char(5), v varchar(5), a text[], j jsonb, x xml, e accent, h hstore, ci citext`,
+		key:     `s`,
+		rows: []string{
+			`(1, 'Zoë ß ÿ ©', 'é', '¼½¾', '{"naïve",NULL,"Ä"}', '{"clé": "valeur ü"}', '<a b="ö">å</a>', 'café', '"ñ"=>"ç", "x"=>NULL', 'ÉCOLE')`,
+			`(2, '', '', '', '{}', '"Ø"', '', 'plain', '', '')`,
+		},
+		expect: `json_build_object('s', s, 'c', ` + r(sqlOut, "c") + `, 'v', v, 'a', ` + arr("a", "%s") + `, 'j', j::text, 'x', x::text, 'e', e::text, 'h', hstore_to_json(h), 'ci', ci::text)`,
+	}}
+	e := newEnv(t, typeBindings(families)...)
+	e.db = cluster.NewDatabaseEncoded(t, "LATIN1")
+	e.cfg.Source = e.db.SourceConfig(pgtest.Superuser, cluster.SuperuserPassword())
+	e.db.Exec(t, `SET client_encoding = 'UTF8'`)
+	e.db.Exec(t, `CREATE TYPE accent AS ENUM ('café', 'plain')`)
+	captureTypes(t, e, families)
+}
+
+// typeBindings binds the two tables of each family.
+func typeBindings(families []typeFamily) []string {
+	var bindings []string
+	for _, f := range families {
+		bindings = append(bindings, "public."+f.name, "public."+f.name+"_bf")
+	}
+	return bindings
+}
+
+// captureTypes creates the families' tables in e's database, fills the
+// _bf ones, starts the capture, fills the others, and checks what Kafka
+// holds (see TestTypesReadByApacheAvro).
+func captureTypes(t *testing.T, e *env, families []typeFamily) {
+	t.Helper()
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Fatal("kcat is needed (make deps installs it):", err)
@@ -142,27 +249,30 @@ func TestTypesReadByApacheAvro(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import avro.io, avro.schema").CombinedOutput(); err != nil {
 		t.Fatalf("python3-avro is needed (make deps installs it): %v %s", err, out)
 	}
-	families := typeFamilies()
-	var bindings []string
-	for _, f := range families {
-		bindings = append(bindings, "public."+f.name)
-	}
-	e := newEnv(t, bindings...)
 	e.cfg.Format.NonFiniteDecimal = "null"
+	// This file's literals are UTF-8, whatever the database's encoding.
+	e.db.Exec(t, `SET client_encoding = 'UTF8'`)
 	e.db.Exec(t, `CREATE EXTENSION hstore`)
 	e.db.Exec(t, `CREATE EXTENSION citext`)
 	e.db.Exec(t, `CREATE TYPE mood AS ENUM ('happy', 'sad')`)
 	e.db.Exec(t, `CREATE TYPE pair AS (n int, s text)`)
+	e.db.Exec(t, `CREATE DOMAIN cents AS numeric(6,2)`)
+	e.db.Exec(t, `CREATE DOMAIN posint AS int CHECK (VALUE > 0)`)
+	e.db.Exec(t, `CREATE DOMAIN tags AS text[]`)
+	e.db.Exec(t, `CREATE DOMAIN stamp AS timestamptz`)
+	e.db.Exec(t, `CREATE DOMAIN code AS varchar(4)`)
+	total := 0
 	for _, f := range families {
-		e.db.Exec(t, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, %s)`, f.name, f.columns))
+		e.db.Exec(t, f.create(f.name))
+		e.db.Exec(t, f.create(f.name+"_bf"))
+		e.db.Exec(t, fmt.Sprintf(`INSERT INTO %s_bf VALUES %s`, f.name, strings.Join(f.rows, ", ")))
+		total += 2 * len(f.rows)
 	}
 	e.start(t)
 	var topics []string
-	total := 0
 	for _, f := range families {
 		e.db.Exec(t, fmt.Sprintf(`INSERT INTO %s VALUES %s`, f.name, strings.Join(f.rows, ", ")))
-		topics = append(topics, "test.public."+f.name)
-		total += len(f.rows)
+		topics = append(topics, "test.public."+f.name, "test.public."+f.name+"_bf")
 	}
 	e.consume(t, topics, 60*time.Second, atLeast(total))
 
@@ -170,85 +280,447 @@ func TestTypesReadByApacheAvro(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The session settings pgoutput's values are printed with.
-	for _, set := range []string{`SET DateStyle = 'ISO, YMD'`, `SET TimeZone = 'UTC'`, `SET IntervalStyle = 'iso_8601'`, `SET extra_float_digits = 3`, `SET bytea_output = 'hex'`} {
+	for _, set := range []string{`SET client_encoding = 'UTF8'`, `SET DateStyle = 'ISO, YMD'`, `SET TimeZone = 'UTC'`, `SET IntervalStyle = 'iso_8601'`, `SET extra_float_digits = 3`, `SET bytea_output = 'hex'`} {
 		if _, err := conn.Exec(ctx, set); err != nil {
 			t.Fatal(err)
 		}
 	}
+	dec, err := schema.NewDecoder(schema.RegistryConfig{URL: e.reg.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := strings.Join(e.broker.ListenAddrs(), ",")
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
-			topic := "test.public." + f.name
-			kc := exec.CommandContext(ctx, kcat, "-C", "-b", strings.Join(e.broker.ListenAddrs(), ","), "-t", topic,
-				"-o", "beginning", "-e", "-q", "-f", "%K %S\n%k%s")
-			raw, err := kc.Output()
-			if err != nil {
-				t.Fatalf("kcat: %v", err)
+			streamed := readTypesTopic(t, ctx, kcat, brokers, python, e.reg.URL(), "test.public."+f.name, "c", len(f.rows))
+			backfilled := readTypesTopic(t, ctx, kcat, brokers, python, e.reg.URL(), "test.public."+f.name+"_bf", "r", len(f.rows))
+			compareWithPostgres(t, ctx, conn, f, f.name, streamed)
+			compareWithPostgres(t, ctx, conn, f, f.name+"_bf", backfilled)
+
+			// The schemas: the same apart from the table's name.
+			rename := strings.NewReplacer("public."+f.name+"_bf", "public."+f.name)
+			sk, sv := registeredSchemas(t, e.reg.URL(), streamed.records[0])
+			bk, bv := registeredSchemas(t, e.reg.URL(), backfilled.records[0])
+			if got, want := canonSchema(t, rename.Replace(bk)), canonSchema(t, sk); got != want {
+				t.Errorf("key schemas differ beyond the table's name:\nbackfill  %s\nstreaming %s", bk, sk)
 			}
-			py := exec.CommandContext(ctx, python, "testdata/avro_types.py", e.reg.URL())
-			py.Stdin = bytes.NewReader(raw)
-			var stderr bytes.Buffer
-			py.Stderr = &stderr
-			out, err := py.Output()
-			if err != nil {
-				t.Fatalf("python3-avro: %v\n%s", err, stderr.String())
+			if got, want := canonSchema(t, rename.Replace(bv)), canonSchema(t, sv); got != want {
+				t.Errorf("value schemas differ beyond the table's name:\nbackfill  %s\nstreaming %s", bv, sv)
 			}
-			got := map[string]map[string]any{}
-			dec := json.NewDecoder(bytes.NewReader(out))
-			dec.UseNumber()
-			for dec.More() {
-				var rec struct {
-					Key   map[string]any
-					Value map[string]any
-				}
-				if err := dec.Decode(&rec); err != nil {
-					t.Fatalf("%v in %s", err, out)
-				}
-				if rec.Value["op"] != "c" {
-					t.Fatalf("op %v, want c", rec.Value["op"])
-				}
-				after, _ := rec.Value["after"].(map[string]any)
-				got[fmt.Sprint(rec.Key["id"])] = after
-			}
-			if len(got) != len(f.rows) {
-				t.Fatalf("kcat read %d rows, want %d:\n%s", len(got), len(f.rows), out)
-			}
-			rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT id::text, (%s)::text FROM %s ORDER BY id`, f.expect, f.name))
-			if err != nil {
-				t.Fatalf("%v\n%s", err, f.expect)
-			}
-			defer rows.Close()
-			n := 0
-			for rows.Next() {
-				var id, js string
-				if err := rows.Scan(&id, &js); err != nil {
-					t.Fatal(err)
-				}
-				n++
-				var want map[string]any
-				d := json.NewDecoder(strings.NewReader(js))
-				d.UseNumber()
-				if err := d.Decode(&want); err != nil {
-					t.Fatalf("PostgreSQL's JSON %s: %v", js, err)
-				}
-				after := got[id]
-				if after == nil {
-					t.Errorf("row %s missing from Kafka", id)
+			envelope := parseSchema(t, sv).(*avro.RecordSchema)
+			checkFieldTypes(t, sv, f.avro)
+
+			for id, s := range streamed.byID {
+				b, ok := backfilled.byID[id]
+				if !ok {
+					t.Errorf("row %s streamed but not backfilled", id)
 					continue
 				}
-				for col, w := range want {
-					if g, w := canonJSON(t, after[col]), canonJSON(t, w); g != w {
-						t.Errorf("row %s column %s: Apache Avro decoded %s, PostgreSQL has %s", id, col, g, w)
-					}
+				// python3-avro's reading.
+				if g, w := canonJSON(t, b.Key), canonJSON(t, s.Key); g != w {
+					t.Errorf("row %s: backfilled key %s, streamed %s", id, g, w)
 				}
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			if n != len(f.rows) {
-				t.Fatalf("PostgreSQL has %d rows, want %d", n, len(f.rows))
+				if g, w := canonJSON(t, b.Value["after"]), canonJSON(t, s.Value["after"]); g != w {
+					t.Errorf("row %s: python3-avro read the backfilled after\n  %s\nand the streamed one\n  %s", id, g, w)
+				}
+				if b.Value["before"] != nil || s.Value["before"] != nil {
+					t.Errorf("row %s: before %v (backfilled) and %v (streamed), want null", id, b.Value["before"], s.Value["before"])
+				}
+				bsrc, _ := b.Value["source"].(map[string]any)
+				ssrc, _ := s.Value["source"].(map[string]any)
+				if bsrc["snapshot"] != "true" || ssrc["snapshot"] != "false" {
+					t.Errorf("row %s: source.snapshot %v (backfilled) and %v (streamed), want true and false", id, bsrc["snapshot"], ssrc["snapshot"])
+				}
+				if bsrc["table"] != f.name+"_bf" || ssrc["table"] != f.name {
+					t.Errorf("row %s: source.table %v and %v", id, bsrc["table"], ssrc["table"])
+				}
+				// Nothing else differs.
+				if g, w := canonJSON(t, without(b.Value, "op", "source", "ts_ms")), canonJSON(t, without(s.Value, "op", "source", "ts_ms")); g != w {
+					t.Errorf("row %s: the values differ beyond op, source and ts_ms:\nbackfilled %s\nstreamed   %s", id, g, w)
+				}
+				if g, w := canonJSON(t, without(bsrc, "snapshot", "lsn", "txId", "ts_ms", "table")), canonJSON(t, without(ssrc, "snapshot", "lsn", "txId", "ts_ms", "table")); g != w {
+					t.Errorf("row %s: the sources differ beyond snapshot, lsn, txId, ts_ms and table:\nbackfilled %s\nstreamed   %s", id, g, w)
+				}
+
+				// The bytes: the key's and the after image's.
+				bk, sk := backfilled.records[b.index].key, streamed.records[s.index].key
+				if !bytes.Equal(bk[5:], sk[5:]) {
+					t.Errorf("row %s: key bytes %x (backfilled) and %x (streamed)", id, bk[5:], sk[5:])
+				}
+				ba, sa := afterBytes(t, envelope, backfilled.records[b.index].value), afterBytes(t, envelope, streamed.records[s.index].value)
+				if !bytes.Equal(ba, sa) {
+					t.Errorf("row %s: the after image's Avro bytes differ:\nbackfilled %x\nstreamed   %x", id, ba, sa)
+				}
+
+				// hamba/avro's reading.
+				bv, sv := goDecode(t, dec, backfilled.records[b.index].value), goDecode(t, dec, streamed.records[s.index].value)
+				if g, w := fmt.Sprint(bv["after"]), fmt.Sprint(sv["after"]); g != w {
+					t.Errorf("row %s: hamba/avro read the backfilled after\n  %s\nand the streamed one\n  %s", id, g, w)
+				}
+				if bv["before"] != nil || sv["before"] != nil {
+					t.Errorf("row %s: hamba/avro read before %v and %v, want null", id, bv["before"], sv["before"])
+				}
 			}
 		})
 	}
+}
+
+// typesTopic is a topic read by kcat: its records as bytes, and as
+// python3-avro decodes them, by the id of their key.
+type typesTopic struct {
+	records []kafkaRecord
+	byID    map[string]pyRecord
+}
+
+type kafkaRecord struct{ key, value []byte }
+
+type pyRecord struct {
+	Key   map[string]any
+	Value map[string]any
+	index int // in typesTopic.records
+}
+
+// readTypesTopic reads topic with kcat and decodes it with python3-avro; it
+// fails the test unless the topic holds n records, each with op op and its
+// own key.
+func readTypesTopic(t *testing.T, ctx context.Context, kcat, brokers, python, registry, topic, op string, n int) typesTopic {
+	t.Helper()
+	raw, err := exec.CommandContext(ctx, kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%K %S\n%k%s").Output()
+	if err != nil {
+		t.Fatalf("kcat %s: %v", topic, err)
+	}
+	tt := typesTopic{records: splitKcat(t, raw), byID: map[string]pyRecord{}}
+	py := exec.CommandContext(ctx, python, "testdata/avro_types.py", registry)
+	py.Stdin = bytes.NewReader(raw)
+	var stderr bytes.Buffer
+	py.Stderr = &stderr
+	out, err := py.Output()
+	if err != nil {
+		t.Fatalf("python3-avro on %s: %v\n%s", topic, err, stderr.String())
+	}
+	d := json.NewDecoder(bytes.NewReader(out))
+	d.UseNumber()
+	for i := 0; d.More(); i++ {
+		var rec pyRecord
+		if err := d.Decode(&rec); err != nil {
+			t.Fatalf("%v in %s", err, out)
+		}
+		if rec.Value["op"] != op {
+			t.Fatalf("%s: op %v, want %s", topic, rec.Value["op"], op)
+		}
+		rec.index = i
+		id := fmt.Sprint(rec.Key["id"])
+		if _, dup := tt.byID[id]; dup {
+			t.Fatalf("%s: row %s twice:\n%s", topic, id, out)
+		}
+		tt.byID[id] = rec
+	}
+	if len(tt.byID) != n || len(tt.records) != n {
+		t.Fatalf("%s: kcat read %d records (%d rows), want %d:\n%s", topic, len(tt.records), len(tt.byID), n, out)
+	}
+	return tt
+}
+
+// splitKcat splits what kcat prints with -f '%K %S\n%k%s' into records.
+func splitKcat(t *testing.T, raw []byte) []kafkaRecord {
+	t.Helper()
+	var out []kafkaRecord
+	for len(raw) > 0 {
+		head, rest, ok := bytes.Cut(raw, []byte("\n"))
+		var klen, vlen int
+		if _, err := fmt.Sscanf(string(head), "%d %d", &klen, &vlen); !ok || err != nil || klen > len(rest) || vlen > len(rest)-max(klen, 0) {
+			t.Fatalf("kcat printed %q: want \"<key length> <value length>\" and that many bytes", head)
+		}
+		var r kafkaRecord
+		if klen >= 0 {
+			r.key, rest = rest[:klen], rest[klen:]
+		}
+		if vlen >= 0 {
+			r.value, rest = rest[:vlen], rest[vlen:]
+		}
+		if len(r.key) < 5 || len(r.value) < 5 {
+			t.Fatalf("kcat read a record without a framed key or value: %x %x", r.key, r.value)
+		}
+		out = append(out, r)
+		raw = rest
+	}
+	return out
+}
+
+// compareWithPostgres compares the after image of every record of table
+// with what PostgreSQL computes for its row with f.expect: the same
+// fields, the same values.
+func compareWithPostgres(t *testing.T, ctx context.Context, conn *pgx.Conn, f typeFamily, table string, got typesTopic) {
+	t.Helper()
+	rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT id::text, (%s)::text FROM %s ORDER BY id`, f.expect, table))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, f.expect)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id, js string
+		if err := rows.Scan(&id, &js); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		var want map[string]any
+		d := json.NewDecoder(strings.NewReader(js))
+		d.UseNumber()
+		if err := d.Decode(&want); err != nil {
+			t.Fatalf("PostgreSQL's JSON %s: %v", js, err)
+		}
+		after, _ := got.byID[id].Value["after"].(map[string]any)
+		if after == nil {
+			t.Errorf("%s row %s: missing from Kafka", table, id)
+			continue
+		}
+		for col, w := range want {
+			if g, w := canonJSON(t, after[col]), canonJSON(t, w); g != w {
+				t.Errorf("%s row %s column %s: Apache Avro decoded %s, PostgreSQL has %s", table, id, col, g, w)
+			}
+		}
+		for col := range after {
+			if _, ok := want[col]; !ok && col != "id" {
+				t.Errorf("%s row %s: field %s (%v) is not a captured column", table, id, col, after[col])
+			}
+		}
+		for col, k := range got.byID[id].Key {
+			if g, w := canonJSON(t, k), canonJSON(t, after[col]); g != w {
+				t.Errorf("%s row %s: key field %s is %s, the after image has %s", table, id, col, g, w)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(f.rows) {
+		t.Fatalf("PostgreSQL has %d rows in %s, want %d", n, table, len(f.rows))
+	}
+}
+
+// checkFieldTypes checks the Avro type of the after image's fields in
+// the value schema sv against want (null branches left out).
+func checkFieldTypes(t *testing.T, sv string, want map[string]string) {
+	t.Helper()
+	type record struct {
+		Fields []struct {
+			Name string
+			Type json.RawMessage
+		}
+	}
+	var env, value record
+	var before []json.RawMessage
+	if err := json.Unmarshal([]byte(sv), &env); err != nil || len(env.Fields) == 0 || env.Fields[0].Name != "before" {
+		t.Fatalf("value schema %s: want an envelope whose first field is before: %v", sv, err)
+	}
+	if err := json.Unmarshal(env.Fields[0].Type, &before); err != nil || len(before) != 2 {
+		t.Fatalf("value schema %s: before is not [null, Value]: %v", sv, err)
+	}
+	if err := json.Unmarshal(before[1], &value); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range value.Fields {
+		w, ok := want[f.Name]
+		if !ok {
+			continue
+		}
+		seen[f.Name] = true
+		got := canonSchema(t, string(f.Type))
+		var u []json.RawMessage
+		if json.Unmarshal(f.Type, &u) == nil && len(u) == 2 && string(u[0]) == `"null"` {
+			got = canonSchema(t, string(u[1]))
+		}
+		if got != canonSchema(t, w) {
+			t.Errorf("field %s: Avro type %s, want %s", f.Name, got, w)
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("no field %s in the value schema", name)
+		}
+	}
+}
+
+// without returns m without the keys given.
+func without(m map[string]any, keys ...string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	for _, k := range keys {
+		delete(out, k)
+	}
+	return out
+}
+
+// registeredSchemas returns the registered key and value schemas of r.
+func registeredSchemas(t *testing.T, registry string, r kafkaRecord) (key, value string) {
+	t.Helper()
+	return registeredSchema(t, registry, r.key), registeredSchema(t, registry, r.value)
+}
+
+func registeredSchema(t *testing.T, registry string, framed []byte) string {
+	t.Helper()
+	id := binary.BigEndian.Uint32(framed[1:5])
+	resp, err := http.Get(fmt.Sprintf("%s/schemas/ids/%d", strings.TrimRight(registry, "/"), id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Schema string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("schema %d: %s %v", id, resp.Status, err)
+	}
+	return body.Schema
+}
+
+// canonSchema renders a schema's JSON canonically (object keys sorted).
+func canonSchema(t *testing.T, s string) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("schema %s: %v", s, err)
+	}
+	return canonJSON(t, v)
+}
+
+func parseSchema(t *testing.T, s string) avro.Schema {
+	t.Helper()
+	sch, err := avro.ParseWithCache(s, "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatalf("schema %s: %v", s, err)
+	}
+	return sch
+}
+
+// afterBytes returns the Avro binary of the after field (its union branch
+// included) of a framed Debezium envelope.
+func afterBytes(t *testing.T, envelope *avro.RecordSchema, framed []byte) []byte {
+	t.Helper()
+	fields := envelope.Fields()
+	if fields[0].Name() != "before" || fields[1].Name() != "after" {
+		t.Fatalf("envelope fields %s, %s: want before, after first", fields[0].Name(), fields[1].Name())
+	}
+	b := framed[5:]
+	skip := &avroSkipper{b: b}
+	skip.datum(fields[0].Type())
+	start := skip.pos
+	skip.datum(fields[1].Type())
+	if skip.err != nil {
+		t.Fatalf("reading the after image of %x: %v", b, skip.err)
+	}
+	return b[start:skip.pos]
+}
+
+// avroSkipper walks Avro binary data without decoding it, to find where a
+// datum ends.
+type avroSkipper struct {
+	b   []byte
+	pos int
+	err error
+}
+
+func (d *avroSkipper) datum(s avro.Schema) {
+	if d.err != nil {
+		return
+	}
+	switch s := s.(type) {
+	case *avro.NullSchema:
+	case *avro.RefSchema:
+		d.datum(s.Schema())
+	case *avro.RecordSchema:
+		for _, f := range s.Fields() {
+			d.datum(f.Type())
+		}
+	case *avro.UnionSchema:
+		i := d.long()
+		if i < 0 || i >= int64(len(s.Types())) {
+			d.fail("union branch %d of %d", i, len(s.Types()))
+			return
+		}
+		d.datum(s.Types()[i])
+	case *avro.ArraySchema:
+		d.blocks(func() { d.datum(s.Items()) })
+	case *avro.MapSchema:
+		d.blocks(func() { d.skip(d.long()); d.datum(s.Values()) })
+	case *avro.FixedSchema:
+		d.skip(int64(s.Size()))
+	case *avro.EnumSchema:
+		d.long()
+	case *avro.PrimitiveSchema:
+		switch s.Type() {
+		case avro.Boolean:
+			d.skip(1)
+		case avro.Int, avro.Long:
+			d.long()
+		case avro.Float:
+			d.skip(4)
+		case avro.Double:
+			d.skip(8)
+		case avro.Bytes, avro.String:
+			d.skip(d.long())
+		default:
+			d.fail("primitive type %s", s.Type())
+		}
+	default:
+		d.fail("schema type %s", s.Type())
+	}
+}
+
+func (d *avroSkipper) blocks(item func()) {
+	for d.err == nil {
+		n := d.long()
+		if n == 0 {
+			return
+		}
+		if n < 0 {
+			n = -n
+			d.long() // the block's size in bytes
+		}
+		for ; n > 0 && d.err == nil; n-- {
+			item()
+		}
+	}
+}
+
+func (d *avroSkipper) long() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.pos:])
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.pos += n
+	return v
+}
+
+func (d *avroSkipper) skip(n int64) {
+	if d.err == nil && (n < 0 || n > int64(len(d.b)-d.pos)) {
+		d.fail("%d bytes past the end", n)
+	}
+	if d.err == nil {
+		d.pos += int(n)
+	}
+}
+
+func (d *avroSkipper) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("at byte %d: "+format, append([]any{d.pos}, args...)...)
+	}
+}
+
+// goDecode decodes a framed value with hamba/avro's generic decoder.
+func goDecode(t *testing.T, dec *schema.Decoder, framed []byte) map[string]any {
+	t.Helper()
+	v, err := dec.Decode(context.Background(), framed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain(v).(map[string]any)
 }
 
 // canonJSON renders a decoded JSON value canonically (object keys sorted,

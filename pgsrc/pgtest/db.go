@@ -34,6 +34,21 @@ type DB struct {
 // dropped, and the roles made with CreateRole dropped.
 func (c *Cluster) NewDatabase(tb testing.TB) *DB {
 	tb.Helper()
+	return c.newDatabase(tb, "")
+}
+
+// NewDatabaseEncoded is NewDatabase with a server encoding other than the
+// cluster's UTF8 (LATIN1, SQL_ASCII, ...), from template0 (the cluster's
+// locale is C, which takes any encoding).
+func (c *Cluster) NewDatabaseEncoded(tb testing.TB, encoding string) *DB {
+	tb.Helper()
+	return c.newDatabase(tb, " ENCODING "+quoteLiteral(encoding)+" TEMPLATE template0")
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func (c *Cluster) newDatabase(tb testing.TB, with string) *DB {
+	tb.Helper()
 	c.mu.Lock()
 	c.dbSeq++
 	name := fmt.Sprintf("t%d_%s", c.dbSeq, slug(tb.Name()))
@@ -43,7 +58,7 @@ func (c *Cluster) NewDatabase(tb testing.TB) *DB {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if err := c.superExec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if err := c.superExec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+with); err != nil {
 		tb.Fatalf("creating database %s: %v", name, err)
 	}
 	db := &DB{Name: name, cluster: c}
