@@ -493,12 +493,13 @@ func (s *backfillStage) table(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 	p := s.prog.start(ref.String(), t.info.Estimated)
 	resumed := after != nil || ctid != ""
 	if resumed && t.info.Estimated > 0 {
-		// Progress counts the rows behind the cursor as read.
-		left, err := sc.EstimateAfter(ctx, t.info, t.order, after, ctid)
-		if err != nil {
-			return fmt.Errorf("backfill of %s: %w", ref, err)
+		// Progress counts the rows behind the cursor as read. It is only
+		// progress: without the estimate the backfill goes on.
+		if left, err := sc.EstimateAfter(ctx, t.info, t.order, after, ctid); err != nil {
+			s.log.Warn("cannot estimate the rows behind the backfill's cursor: its progress counts from there", "table", ref.String(), "err", err)
+		} else {
+			p.before.Store(max(0, t.info.Estimated-left))
 		}
-		p.before.Store(max(0, t.info.Estimated-left))
 	}
 	s.log.Info("backfilling", "table", ref.String(), "estimated_rows", t.info.Estimated, "resumed", resumed)
 	var emitting *chunkPlan // the chunk the serializer may still be emitting

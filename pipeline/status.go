@@ -86,11 +86,10 @@ func backfillShares(ctx context.Context, cfg Config, catalog *pgsrc.Catalog, cp 
 		case b.cursor == nil && b.ctid == "":
 			ts.Percent = 0
 		default:
-			left, err := sc.EstimateAfter(ctx, info, b.order, b.cursor, b.ctid)
-			if err != nil {
-				return err
+			// Without an estimate, the share is unknown.
+			if left, err := sc.EstimateAfter(ctx, info, b.order, b.cursor, b.ctid); err == nil {
+				ts.Percent = min(100, max(0, 100*float64(info.Estimated-left)/float64(info.Estimated)))
 			}
-			ts.Percent = min(100, max(0, 100*float64(info.Estimated-left)/float64(info.Estimated)))
 		}
 	}
 	return nil
