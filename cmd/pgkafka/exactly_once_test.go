@@ -249,6 +249,23 @@ func TestSlotLostWithCheckpointIsFatal(t *testing.T) {
 	ctr.seed(t)
 	waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, ctr.tableState(t))
 	c.stop(t)
+	// The server releases the slot once its WAL sender has seen the
+	// connection close, a moment after pgkafka exits.
+	deadline := time.Now().Add(30 * time.Second)
+	conn := s.db.Conn(t)
+	for {
+		var active bool
+		if err := conn.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = 'flow_slot'`).Scan(&active); err != nil {
+			t.Fatal(err)
+		}
+		if !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slot flow_slot still active 30s after pgkafka exited")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	s.db.Exec(t, `SELECT pg_drop_replication_slot('flow_slot')`)
 	c = startCaptureNoWait(t, path)
 	if code := c.exit(t, time.Minute); code != 1 {
