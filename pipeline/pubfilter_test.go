@@ -179,3 +179,30 @@ func sortedKeys(m map[string]any) string {
 	sort.Strings(keys)
 	return strings.Join(keys, " ")
 }
+
+// TestPublicationColumnListChanged: a column list changed while pgkafka
+// streams reaches it as a new shape of the table: a new schema version.
+func TestPublicationColumnListChanged(t *testing.T) {
+	e := newEnv(t, "public.t")
+	e.db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, a text, b text);
+		INSERT INTO t VALUES (1, 'a1', 'b1');
+		CREATE TABLE public.flow_watermarks (slot TEXT PRIMARY KEY, watermark TEXT);
+		CREATE PUBLICATION flow_publication FOR TABLE t (id, a), public.flow_watermarks`)
+	rn := e.start(t)
+	e.db.Exec(t, `INSERT INTO t VALUES (2, 'a2', 'b2')`)
+	e.db.Exec(t, `ALTER PUBLICATION flow_publication SET TABLE t (id, a, b), public.flow_watermarks`)
+	e.db.Exec(t, `INSERT INTO t VALUES (3, 'a3', 'b3')`)
+	topic := "test.public.t"
+	rs := e.consume(t, []string{topic}, 30*time.Second, atLeast(3))
+	rn.stop(t)
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.Op+":"+sortedKeys(r.After))
+	}
+	if want := []string{"r:a id", "c:a id", "c:a b id"}; !slices.Equal(got, want) {
+		t.Errorf("records %v, want %v", got, want)
+	}
+	if vs := e.versions(topic + "-value"); len(vs) != 2 {
+		t.Errorf("%d value schemas, want 2", len(vs))
+	}
+}
