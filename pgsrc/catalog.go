@@ -11,6 +11,9 @@ import (
 type Catalog struct {
 	conn  *pgx.Conn
 	types map[uint32]*Type
+	// publication is source.advanced.publicationName, whose column lists
+	// and row filters Discover applies.
+	publication string
 }
 
 // OpenCatalog connects to the source for catalog reads.
@@ -19,13 +22,18 @@ func OpenCatalog(ctx context.Context, cfg *Config) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{conn: conn, types: make(map[uint32]*Type)}, nil
+	return &Catalog{conn: conn, types: make(map[uint32]*Type), publication: cfg.Advanced.PublicationName}, nil
 }
 
-// Discover describes the given tables (all readable tables when none).
+// Discover describes the given tables (all readable tables when none), as
+// the publication (source.advanced.publicationName) publishes them: with
+// its column lists and row filters (ApplyPublication).
 func (c *Catalog) Discover(ctx context.Context, tables []TableRef) ([]Table, error) {
 	ts, err := Discover(ctx, c.conn, tables)
 	if err != nil {
+		return nil, err
+	}
+	if err := ApplyPublication(ctx, c.conn, c.publication, ts); err != nil {
 		return nil, err
 	}
 	for i := range ts {

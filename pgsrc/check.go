@@ -337,10 +337,24 @@ func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult
 		fmt.Sprintf("%d of %d WAL senders (max_wal_senders) in use", f.usedSenders, f.maxSenders),
 		fmt.Sprintf("ALTER SYSTEM SET max_wal_senders = %d;\n-- then restart PostgreSQL", f.maxSenders+4))
 
+	if err := ApplyPublication(ctx, conn, pub, found); err != nil {
+		return nil, err
+	}
 	for _, t := range found {
 		detail := fmt.Sprintf("readable, %d columns, primary key (%s)", len(t.Columns), strings.Join(t.PrimaryKey, ", "))
 		if len(t.PrimaryKey) == 0 {
 			detail = fmt.Sprintf("readable, %d columns, no primary key: records get a null key", len(t.Columns))
+		}
+		if slices.ContainsFunc(t.Columns, func(c Column) bool { return c.Unpublished }) {
+			detail += fmt.Sprintf("; publication %q publishes only the columns (%s)", pub, strings.Join(t.publishedColumns(), ", "))
+		}
+		if t.RowFilter != "" {
+			detail += fmt.Sprintf("; publication %q publishes only the rows where %s", pub, t.RowFilter)
+		}
+		var uk *UnpublishedKeyError
+		if errors.As(t.CheckPublished(pub), &uk) {
+			add("table "+t.Ref().String(), false, detail+"; its column list leaves out the key column(s) "+strings.Join(uk.Missing, ", "), uk.Fix())
+			continue
 		}
 		add("table "+t.Ref().String(), true, detail, "")
 	}

@@ -55,8 +55,14 @@ type Table struct {
 	// ReplicaIdentity is 'i'.
 	IdentityIndex []string
 	// Estimated is pg_class.reltuples: an estimate of the row count, -1 (or
-	// 0 before PostgreSQL 14) when never analyzed.
+	// 0 before PostgreSQL 14) when never analyzed. With a RowFilter, the
+	// planner's estimate of the rows it passes.
 	Estimated int64
+	// RowFilter is the publication's row filter of the table, the WHERE
+	// expression as pg_publication_tables.rowfilter prints it (PostgreSQL
+	// 15+), or "": pgoutput sends only the changes of rows it passes, and
+	// the backfill reads only those rows. Set by ApplyPublication.
+	RowFilter string
 }
 
 // Ref is the table's name.
@@ -69,6 +75,10 @@ type Column struct {
 	Position  int
 	NotNull   bool
 	Generated bool
+	// Unpublished tells that the publication's column list (PostgreSQL
+	// 15+) leaves the column out: pgoutput does not send it, and the
+	// backfill does not read it. Set by ApplyPublication.
+	Unpublished bool
 	// HasMissing tells that Missing holds the value, in text form, that
 	// PostgreSQL gives the rows written before the column was added
 	// (pg_attribute.attmissingval: an ADD COLUMN's non-volatile default,
@@ -79,6 +89,11 @@ type Column struct {
 	Type   Type
 	Typmod int32
 }
+
+// Sent reports whether pgoutput sends the column: it is neither generated
+// nor left out by the publication's column list. The backfill reads
+// exactly these columns, so that a row reads the same both ways.
+func (c *Column) Sent() bool { return !c.Generated && !c.Unpublished }
 
 // Resolved is the column's type through domains, with the typmod that
 // applies to it.

@@ -78,7 +78,7 @@ func newKeyOrder(t *Table, keyCols []string, byteOrdered map[string]bool) (*KeyO
 	sent := make(map[string]int, len(t.Columns))
 	for i := range t.Columns {
 		c := &t.Columns[i]
-		if !c.Generated {
+		if c.Sent() {
 			sent[c.Name] = len(o.selects)
 			o.selects = append(o.selects, quoteIdent(c.Name))
 		}
@@ -91,6 +91,9 @@ func newKeyOrder(t *Table, keyCols []string, byteOrdered map[string]bool) (*KeyO
 		}
 		if col.Generated {
 			return nil, fmt.Errorf("ordering table %s: key column %q is generated and pgoutput does not send it: list the table in source.advanced.skip_backfills", t.Ref(), name)
+		}
+		if col.Unpublished {
+			return nil, fmt.Errorf("ordering table %s: key column %q is left out by the publication's column list and pgoutput does not send it: add it to the column list", t.Ref(), name)
 		}
 		kc, err := newKeyColumn(m, col)
 		if err != nil {

@@ -3,7 +3,6 @@ package pgsrc
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -95,10 +94,12 @@ func (s *Scanner) ChunkEnd(ctx context.Context, t *Table, o *KeyOrder, after [][
 	var sql strings.Builder
 	fmt.Fprintf(&sql, "SELECT %s FROM %s", o.SelectKey(), t.Ref().Quoted())
 	s.params = s.params[:0]
+	var where []string
 	if after != nil {
-		sql.WriteString(" WHERE " + o.KeyPredicate(">", 1))
+		where = append(where, o.KeyPredicate(">", 1))
 		s.params = append(s.params, after...)
 	}
+	writeWhere(&sql, t, where)
 	fmt.Fprintf(&sql, " ORDER BY %s LIMIT 1 OFFSET %d", o.OrderBy(), n-1)
 
 	rr := s.conn.PgConn().ExecParams(ctx, sql.String(), s.params, nil, nil, nil)
@@ -124,9 +125,13 @@ func (s *Scanner) ChunkEnd(ctx context.Context, t *Table, o *KeyOrder, after [][
 // ScanChunk calls fn with each row whose key k is after < k <= upTo (after
 // nil: from the first row; upTo nil: to the last), in key order, and
 // returns how many rows it read. A row holds the columns pgoutput sends
-// (the live columns that are not generated, in attnum order: the order of
-// the table's Relation message), each in the text form pgoutput prints
+// (Column.Sent: the live columns that are neither generated nor left out
+// by the publication's column list, in attnum order: the order of the
+// table's Relation message), each in the text form pgoutput prints
 // (ValueText), or ValueNull; o.Key extracts the key of a row.
+//
+// Every read (ChunkEnd, ScanChunk, ScanCTID, EstimateAfter) sees only the
+// rows that the table's RowFilter passes, if it has one.
 //
 // The row and its values alias buffers that are valid only during the
 // call: fn must copy what it keeps. An error from fn stops the scan (the
@@ -147,9 +152,7 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, u
 		where = append(where, o.KeyPredicate("<=", len(s.params)+1))
 		s.params = append(s.params, upTo...)
 	}
-	if len(where) > 0 {
-		sql.WriteString(" WHERE " + strings.Join(where, " AND "))
-	}
+	writeWhere(&sql, t, where)
 	sql.WriteString(" ORDER BY " + o.OrderBy())
 	return s.scan(ctx, sql.String(), t.Ref(), "reading a chunk of", false, func(_ []byte, row []Value) error { return fn(row) })
 }
@@ -171,11 +174,12 @@ func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, f
 	var sql strings.Builder
 	sql.WriteString("SELECT ctid")
 	for i := range t.Columns {
-		if c := &t.Columns[i]; !c.Generated {
+		if c := &t.Columns[i]; c.Sent() {
 			sql.WriteString(", " + quoteIdent(c.Name))
 		}
 	}
-	fmt.Fprintf(&sql, " FROM %s WHERE ctid > $1::tid", t.Ref().Quoted())
+	fmt.Fprintf(&sql, " FROM %s", t.Ref().Quoted())
+	writeWhere(&sql, t, []string{"ctid > $1::tid"})
 	cursor := after
 	if cursor == "" {
 		cursor = "(0,0)"
@@ -287,34 +291,33 @@ func (s *Scanner) scanError(op string, table TableRef, err error) error {
 // is what progress reports use for a backfill resumed from its cursor.
 func (s *Scanner) EstimateAfter(ctx context.Context, t *Table, o *KeyOrder, after [][]byte, afterCTID string) (int64, error) {
 	var sql strings.Builder
-	fmt.Fprintf(&sql, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE ", t.Ref().Quoted())
+	fmt.Fprintf(&sql, "SELECT 1 FROM %s", t.Ref().Quoted())
 	s.params = s.params[:0]
 	switch {
 	case o != nil:
 		if err := s.checkOrder(t, o); err != nil {
 			return 0, err
 		}
-		sql.WriteString(o.KeyPredicate(">", 1))
+		writeWhere(&sql, t, []string{o.KeyPredicate(">", 1)})
 		s.params = append(s.params, after...)
 	default:
-		sql.WriteString("ctid > $1::tid")
+		writeWhere(&sql, t, []string{"ctid > $1::tid"})
 		s.params = append(s.params, []byte(afterCTID))
 	}
-	rr := s.conn.PgConn().ExecParams(ctx, sql.String(), s.params, nil, nil, nil)
-	var plan []byte
-	for rr.NextRow() {
-		plan = append(plan, rr.Values()[0]...)
-	}
-	if _, err := rr.Close(); err != nil {
+	n, err := estimateRows(ctx, s.conn, sql.String(), s.params...)
+	if err != nil {
 		return 0, s.scanError("estimating the rows left to backfill of", t.Ref(), err)
 	}
-	var out []struct {
-		Plan struct {
-			Rows float64 `json:"Plan Rows"`
-		} `json:"Plan"`
+	return n, nil
+}
+
+// writeWhere writes the WHERE clause of the predicates where and the
+// table's row filter, if any.
+func writeWhere(sql *strings.Builder, t *Table, where []string) {
+	if t.RowFilter != "" {
+		where = append(where, "("+t.RowFilter+")")
 	}
-	if err := json.Unmarshal(plan, &out); err != nil || len(out) == 0 {
-		return 0, fmt.Errorf("estimating the rows left to backfill of %s: unexpected plan %q", t.Ref(), plan)
+	if len(where) > 0 {
+		sql.WriteString(" WHERE " + strings.Join(where, " AND "))
 	}
-	return int64(out[0].Plan.Rows), nil
 }

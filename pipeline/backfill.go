@@ -412,8 +412,8 @@ func (s *serializerStage) backfillCodec(ctx context.Context, b *tableBackfill) (
 	}
 	rel := &pgsrc.Relation{Namespace: ref.Schema, Name: ref.Name, ReplicaIdentity: b.info.ReplicaIdentity}
 	for _, c := range b.info.Columns {
-		if c.Generated {
-			continue // pgoutput does not send them either
+		if !c.Sent() {
+			continue // generated, or not in the publication's column list: pgoutput does not send them either
 		}
 		rel.Columns = append(rel.Columns, pgsrc.RelationColumn{Name: c.Name, TypeOID: c.Type.OID, TypeMod: c.Typmod})
 	}

@@ -556,6 +556,15 @@ func (r *Runner) resolveTables(ctx context.Context, catalog *pgsrc.Catalog) ([]p
 	if len(tables) == 0 {
 		return nil, errors.New("bindings: no table to capture: none is configured and the user can read none")
 	}
+	var unkeyed []error
+	for i := range tables {
+		if err := tables[i].CheckPublished(cfg.Source.Advanced.PublicationName); err != nil {
+			unkeyed = append(unkeyed, err)
+		}
+	}
+	if len(unkeyed) > 0 {
+		return nil, errors.Join(unkeyed...)
+	}
 	return tables, nil
 }
 

@@ -33,6 +33,9 @@ func (s *serializerStage) refresh(ctx context.Context, rel *pgsrc.Relation, info
 		return nil, nil, fmt.Errorf("reading the catalog of %s after a change of its shape: %w", ref, err)
 	}
 	next := &fresh[0]
+	if err := next.CheckPublished(s.cfg.Source.Advanced.PublicationName); err != nil {
+		return nil, nil, fmt.Errorf("reading the catalog of %s after a change of its shape: %w", ref, err)
+	}
 	byPos := make(map[int]string, len(info.Columns))
 	for _, c := range info.Columns {
 		byPos[c.Position] = c.Name
