@@ -239,7 +239,8 @@ func startRSSChild(b *testing.B, path string) *rssChild {
 	b.Helper()
 	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "json")
 	if v := os.Getenv("BENCH_RSS_GODEBUG"); v != "" {
-		// e.g. gctrace=1: the child's last lines are logged when it stops.
+		// e.g. gctrace=1, with BENCH_RSS_LOGS=<dir> to keep the child's
+		// log (and the runtime's lines) in <dir>/pgkafka-<pid>.log.
 		cmd.Env = append(os.Environ(), "GODEBUG="+v)
 	}
 	stderr, err := cmd.StderrPipe()
@@ -380,9 +381,13 @@ func (c *rssChild) stop(b *testing.B) float64 {
 	case <-time.After(time.Minute):
 		b.Fatalf("still running 1m after SIGTERM:\n%s", c.logs)
 	}
-	if os.Getenv("BENCH_RSS_GODEBUG") != "" {
-		lines := strings.Split(c.logs.String(), "\n")
-		b.Logf("pgkafka's last lines:\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	if dir := os.Getenv("BENCH_RSS_LOGS"); dir != "" {
+		defer func() {
+			p := filepath.Join(dir, fmt.Sprintf("pgkafka-%d.log", c.cmd.Process.Pid))
+			if err := os.WriteFile(p, []byte(c.logs.String()), 0o644); err != nil {
+				b.Error(err)
+			}
+		}()
 	}
 	peak := hwm
 	if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
