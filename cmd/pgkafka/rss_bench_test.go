@@ -79,8 +79,8 @@ ALTER TABLE big ALTER COLUMN v SET STORAGE EXTERNAL`
 // `pgkafka run` as a child process against the package's PostgreSQL
 // cluster and a kfake broker and srfake registry in this process (whose
 // own memory, kfake's copy of every record included, is not counted), and
-// reports the child's peak resident set (wait4's ru_maxrss, over its whole
-// life) and its rate:
+// reports the child's peak resident set (VmHWM, read before it is stopped)
+// and its rate:
 //
 //   - backfill: BENCH_RSS_ROWS rows (default 1,000,000) of ~200 bytes,
 //     default settings;
@@ -367,8 +367,11 @@ func (c *rssChild) hwmMB() float64 {
 	return 0
 }
 
-// stop sends SIGTERM, expects exit 0 and returns the child's peak
-// resident set over its life (ru_maxrss), in MB.
+// stop returns the child's peak resident set (VmHWM) read just before it
+// sends SIGTERM, in MB, and expects exit 0. Not wait4's ru_maxrss: Go
+// starts children with vfork semantics (CLONE_VM), and exec folds the
+// parent's peak (this process, kfake's records and all) into the child's
+// ru_maxrss.
 func (c *rssChild) stop(b *testing.B) float64 {
 	b.Helper()
 	hwm := c.hwmMB()
@@ -389,11 +392,7 @@ func (c *rssChild) stop(b *testing.B) float64 {
 			}
 		}()
 	}
-	peak := hwm
-	if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		peak = max(peak, float64(ru.Maxrss)/1024) // kB on Linux
-	}
-	return peak
+	return hwm
 }
 
 // rssInsertTx inserts bench's rows first..last in one transaction and
