@@ -3,6 +3,7 @@
 GO        ?= go
 BENCH_ROWS ?= 200000
 BENCH_BACKFILL_ROWS ?= 1000000
+BENCH_RSS_ROWS ?= 1000000
 
 .PHONY: all build deps test unit lint bench demo clean
 
@@ -25,9 +26,11 @@ lint:
 	$(GO) vet ./...
 
 # Streaming throughput against pg_recvlogical on the same WAL (DESIGN §9),
-# then backfill throughput against COPY and a raw franz-go producer.
+# then backfill throughput against COPY and a raw franz-go producer;
+# then the peak RSS of the pgkafka binary itself (DESIGN §9: 128 MB).
 bench: deps
 	BENCH_ROWS=$(BENCH_ROWS) BENCH_BACKFILL_ROWS=$(BENCH_BACKFILL_ROWS) $(GO) test -run '^$$' -bench 'BenchmarkStreaming|BenchmarkBackfill' -benchtime 1x -count 1 -timeout 60m ./pipeline/
+	BENCH_RSS_ROWS=$(BENCH_RSS_ROWS) $(GO) test -run '^$$' -bench BenchmarkRSS -benchtime 1x -count 1 -timeout 60m ./cmd/pgkafka/
 
 demo: deps
 	$(GO) run ./cmd/pgkafka demo

@@ -69,6 +69,29 @@ type tableBackfill struct {
 	done   bool
 	// chunkBytes sizes the next chunk's slab, from the last one's.
 	chunkBytes int
+	// chunkRows is how many rows the next chunk may hold so that its
+	// values stay within maxChunkBytes, from the last chunk's average row
+	// (0: no chunk read yet in this session).
+	chunkRows int
+}
+
+// Chunk byte limits. A chunk's rows are held twice until the serializer
+// emits it, as text in its slab and encoded, so backfill_chunk_size alone
+// does not bound memory: a table's first chunk in a session holds at most
+// firstChunkRows rows, and each next one at most as many rows of the
+// last chunk's average size as fit in maxChunkBytes of text.
+const (
+	maxChunkBytes  = 4 << 20
+	firstChunkRows = 8
+)
+
+// nextChunkRows is how many rows the table's next chunk reads: at most
+// chunkSize (source.advanced.backfill_chunk_size).
+func (b *tableBackfill) nextChunkRows(chunkSize int) int {
+	if b.chunkRows == 0 {
+		return min(chunkSize, firstChunkRows)
+	}
+	return min(chunkSize, b.chunkRows)
 }
 
 // arenaValues is how many values a block of a chunk's rows holds.
@@ -569,8 +592,9 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 	}
 	plan := &chunkPlan{id: hex.EncodeToString(id), table: t.info.Ref(), after: after, ctid: ctid,
 		opened: make(chan struct{}), ready: make(chan struct{}), done: make(chan struct{})}
+	rows := t.nextChunkRows(s.chunkSize)
 	if t.order != nil {
-		end, full, err := sc.ChunkEnd(ctx, t.info, t.order, after, s.chunkSize)
+		end, full, err := sc.ChunkEnd(ctx, t.info, t.order, after, rows)
 		if err != nil {
 			return nil, err
 		}
@@ -607,9 +631,9 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 		return nil, err
 	}
 	plan.slab = make([]byte, 0, t.chunkBytes)
-	plan.rows = make([][]pgsrc.Value, 0, s.chunkSize)
+	plan.rows = make([][]pgsrc.Value, 0, rows)
 	var arena []pgsrc.Value // the rows' values, allocated in blocks
-	enc := newChunkEncoder(plan, t.chunkBytes, s.chunkSize)
+	enc := newChunkEncoder(plan, t.chunkBytes, rows)
 	collect := func(row []pgsrc.Value) error {
 		if err := enc.add(row); err != nil {
 			return err
@@ -639,16 +663,20 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 			return nil, err
 		}
 	} else {
-		last, n, err := sc.ScanCTID(ctx, t.info, ctid, s.chunkSize, func(_ string, row []pgsrc.Value) error { return collect(row) })
+		last, n, err := sc.ScanCTID(ctx, t.info, ctid, rows, func(_ string, row []pgsrc.Value) error { return collect(row) })
 		if err != nil {
 			return nil, err
 		}
-		plan.lastTID, plan.full = last, n == s.chunkSize
+		plan.lastTID, plan.full = last, n == rows
 	}
 	if err := sc.End(ctx); err != nil {
 		return nil, err
 	}
-	t.chunkBytes = len(plan.slab) + len(plan.slab)/8
+	if n := len(plan.rows); n > 0 {
+		avg := max(1, len(plan.slab)/n)
+		t.chunkRows = max(1, maxChunkBytes/avg)
+		t.chunkBytes = t.nextChunkRows(s.chunkSize) * avg * 9 / 8
+	}
 	close(plan.ready)
 	if err := s.watermark(ctx, highMark+plan.id); err != nil {
 		return nil, err

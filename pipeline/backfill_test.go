@@ -260,3 +260,21 @@ func TestRebackfillOnRequest(t *testing.T) {
 		t.Errorf("the other table did not keep streaming")
 	}
 }
+
+// TestBackfillChunkBytes backfills rows of about 1 MB with the default
+// backfill_chunk_size (4096 rows): the first chunk reads 8 rows, the next
+// ones the rows of the first's size that fit in 4 MiB (4), not the whole
+// table at once; the records are the table's rows.
+func TestBackfillChunkBytes(t *testing.T) {
+	e := newEnv(t, "public.wide")
+	e.db.Exec(t, `CREATE TABLE wide (id int PRIMARY KEY, v text);
+		ALTER TABLE wide ALTER COLUMN v SET STORAGE EXTERNAL;
+		INSERT INTO wide SELECT g, repeat(md5(g::text), 32000) FROM generate_series(1, 20) g`)
+	rn := e.start(t)
+	rs := e.consume(t, []string{"test.public.wide"}, 30*time.Second, atLeast(20))
+	sameRows(t, state(rs, "test.public.wide"), pgRows(t, e.db, `SELECT id, v FROM wide`, "id"))
+	// 8 + 4 + 4 + 4 rows, then the last, empty and unbounded chunk.
+	if got := counterValue(t, rn.r, "pgkafka_backfill_chunks_total"); got != 5 {
+		t.Fatalf("%v chunks, want 5 (8 rows, then 4 rows of 1 MB a chunk, then the empty last)", got)
+	}
+}

@@ -28,7 +28,11 @@
 // size. A transaction larger than a record batch is cut across batches.
 // The TOAST reconciler (toast.go) adds its cache, toast.cacheBytes (32 MiB
 // by default), and the rows it reads ahead from the database for one batch,
-// toastFetchBytes (4 MiB) plus the row of the change at hand.
+// toastFetchBytes (4 MiB) plus the row of the change at hand; the values
+// it reads are given back once their change is encoded. A backfill chunk
+// holds its rows twice (text and encoded) until it is emitted, at most
+// maxChunkBytes (4 MiB) of text after a table's first chunk of
+// firstChunkRows (8), two chunks per table being read.
 //
 // # Exactly once
 //

@@ -161,6 +161,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 				} else if err := s.encode(ctx, ch, now, rb); err != nil {
 					return err
 				}
+				s.toast.release(ch)
 				if inTx && rb.full() {
 					// A transaction larger than a batch: cut it between
 					// two changes; its progress goes with the batch.

@@ -83,6 +83,8 @@ type toastReconciler struct {
 	// for a key that no row holds.
 	fetched      map[string][]pgsrc.Value
 	fetchedBytes int
+	// fromDB holds the columns of the change at hand filled from fetched.
+	fromDB []int
 }
 
 // toastEntry is the cached values of one row.
@@ -148,6 +150,17 @@ func (r *toastReconciler) batch(changes []pgsrc.Change) {
 		clear(r.fetched)
 		r.fetchedBytes = 0
 	}
+}
+
+// release gives ch back the unchanged values that reconcile read from the
+// database, once its records are encoded: the batch's changes, kept until
+// its end, would otherwise hold every value read for it (a batch of
+// thousands of updates of a 1 MB value would hold gigabytes).
+func (r *toastReconciler) release(ch *pgsrc.Change) {
+	for _, i := range r.fromDB {
+		ch.New[i] = pgsrc.Value{Kind: pgsrc.ValueUnchanged}
+	}
+	r.fromDB = r.fromDB[:0]
 }
 
 // close closes the database connection, if one was opened.
@@ -235,6 +248,7 @@ func (r *toastReconciler) reconcile(ctx context.Context, tc *tableCodec, ch *pgs
 	for i := range ch.New {
 		if ch.New[i].Kind == pgsrc.ValueUnchanged && i < len(row) && row[i].Kind != pgsrc.ValueUnchanged {
 			ch.New[i] = row[i]
+			r.fromDB = append(r.fromDB, i)
 			r.database.Inc()
 			missing--
 		}

@@ -129,3 +129,32 @@ func TestToastKeyChange(t *testing.T) {
 		t.Fatalf("cached rows %q, want 7 alone", got)
 	}
 }
+
+// TestToastRelease: a value read from the database fills the change, and
+// release gives the change back its unchanged marker once encoded, so that
+// the batch does not keep the value; values from the change itself stay.
+func TestToastRelease(t *testing.T) {
+	r, tc := toastFixture(t, 0) // no cache: the database path
+	big := bytes.Repeat([]byte("x"), 3000)
+	ch := &pgsrc.Change{Op: pgsrc.OpUpdate, Rel: tc.rel, OldKind: 0, New: toastRow(1, nil, 5)}
+	key, ok := r.key(tc, ch.New)
+	if !ok {
+		t.Fatal("no key")
+	}
+	// As fetch leaves it: the row read for this batch.
+	r.fetched[string(key)] = toastRow(1, bytes.Clone(big), 4)
+	if err := r.update(context.Background(), tc, ch, func([]pgsrc.Value) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ch.New[1].Data, big) || string(ch.New[2].Data) != "5" {
+		t.Fatalf("after update: %v", ch.New)
+	}
+	r.release(ch)
+	if ch.New[1].Kind != pgsrc.ValueUnchanged || ch.New[1].Data != nil || string(ch.New[2].Data) != "5" {
+		t.Fatalf("after release: %v", ch.New)
+	}
+	r.release(ch) // nothing more to give back
+	if len(r.fromDB) != 0 {
+		t.Fatalf("fromDB %v after release", r.fromDB)
+	}
+}

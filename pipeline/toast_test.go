@@ -320,3 +320,21 @@ func TestToastDatabasePathColumns(t *testing.T) {
 		t.Errorf("paths %v, want 2 values from the database", got)
 	}
 }
+
+// counterValue is the sum of a counter of the runner's metrics.
+func counterValue(t *testing.T, r *pipeline.Runner, name string) float64 {
+	t.Helper()
+	mfs, err := r.Metrics().Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}

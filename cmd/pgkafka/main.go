@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -44,7 +45,27 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		setMemoryLimit()
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// defaultMemoryLimit is the Go runtime's soft memory limit of `pgkafka run`
+// unless GOMEMLIMIT sets one. The pipeline's live memory is bounded (about
+// 50-70 MiB, pipeline/doc.go, plus toast.cacheBytes), but the collector
+// lets the heap grow to twice the live memory (GOGC=100) before it
+// collects: the limit makes it collect earlier, so that the process stays
+// within DESIGN §9's 128 MB. It is soft: a live heap above it is not an
+// error, the collector just runs more often.
+const defaultMemoryLimit = 100 << 20
+
+// setMemoryLimit applies defaultMemoryLimit when GOMEMLIMIT is not set.
+// Only `run` gets it (demo holds a broker's records in the same process).
+func setMemoryLimit() {
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 }
 
 // commonFlags are the flags every subcommand takes.
