@@ -124,7 +124,8 @@ func TestParallelBackfills(t *testing.T) {
 	// Checkpoints committed while two tables were still backfilling: the
 	// overlapping windows did not hold one transaction open.
 	both := 0
-	for _, cp := range checkpoints(t, e) {
+	cps := checkpoints(t, e)
+	for _, cp := range cps {
 		n := 0
 		for _, st := range cp.Tables {
 			if st.State == offsets.StateBackfilling {
@@ -135,6 +136,7 @@ func TestParallelBackfills(t *testing.T) {
 			both++
 		}
 	}
+	t.Logf("%d checkpoints, %d with two tables backfilling", len(cps), both)
 	if both < 3 {
 		t.Errorf("%d committed checkpoints with two tables backfilling, want several", both)
 	}
@@ -152,8 +154,9 @@ func checkpoints(t *testing.T, e *env) []offsets.Checkpoint {
 	}
 	defer cl.Close()
 	var out []offsets.Checkpoint
-	for {
-		// Until a poll of a second brings nothing more.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		// Until a poll of a second brings nothing more after something.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		fs := cl.PollFetches(ctx)
 		cancel()
@@ -166,9 +169,12 @@ func checkpoints(t *testing.T, e *env) []offsets.Checkpoint {
 			}
 			out = append(out, cp)
 		}
-		if n == 0 {
+		if n == 0 && len(out) > 0 {
 			break
 		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no checkpoint in the offsets topic after 30s")
 	}
 	return out
 }
