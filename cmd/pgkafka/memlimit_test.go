@@ -37,7 +37,7 @@ func TestRunMemoryLimit(t *testing.T) {
 		if c.env != "" {
 			cmd.Env = append(cmd.Env, c.env)
 		}
-		var stderr lockedBuffer
+		var stderr syncBuffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

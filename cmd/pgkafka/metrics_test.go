@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,24 +17,6 @@ import (
 
 	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
 )
-
-// lockedBuffer is an output written by a child process and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestMetricsAndProgressBars runs a capture with metrics.address and
 // --progress always: the backfill draws its bar to the end, and /metrics
@@ -55,7 +35,7 @@ func TestMetricsAndProgressBars(t *testing.T) {
 	path := s.config(t, pgtest.Superuser, cluster.SuperuserPassword(), ordersBinding)
 	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "text", "--progress", "always",
 		"--set", "metrics.address="+addr, "--set", "source.advanced.backfill_chunk_size=50")
-	var stderr lockedBuffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
