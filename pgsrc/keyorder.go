@@ -207,6 +207,17 @@ func (o *KeyOrder) OrderBy() string {
 	return o.keyList()
 }
 
+// Collated reports whether a key column is compared with COLLATE "C"
+// against its own collation, which an index on the key cannot serve.
+func (o *KeyOrder) Collated() bool {
+	for _, c := range o.cols {
+		if c.collate {
+			return true
+		}
+	}
+	return false
+}
+
 // SelectKey is the select list of the key columns, in key order.
 func (o *KeyOrder) SelectKey() string {
 	names := make([]string, len(o.cols))

@@ -321,3 +321,27 @@ func writeWhere(sql *strings.Builder, t *Table, where []string) {
 		sql.WriteString(" WHERE " + strings.Join(where, " AND "))
 	}
 }
+
+// IndexAdvice tells whether t's chunk queries in order o walk an index or
+// sort the rest of the table each time (a text key in a collation that is
+// not C, without an index in byte order), from the planner's plan of the
+// first chunk's query. When they sort, it returns the CREATE INDEX that
+// lets them walk an index instead; "" otherwise.
+func (s *Scanner) IndexAdvice(ctx context.Context, t *Table, o *KeyOrder, n int) (string, error) {
+	if !o.Collated() {
+		return "", nil
+	}
+	var sql strings.Builder
+	fmt.Fprintf(&sql, "EXPLAIN (FORMAT JSON) SELECT %s FROM %s", o.SelectKey(), t.Ref().Quoted())
+	s.params = s.params[:0]
+	writeWhere(&sql, t, nil)
+	fmt.Fprintf(&sql, " ORDER BY %s LIMIT 1 OFFSET %d", o.OrderBy(), max(0, n-1))
+	var plan string
+	if err := s.conn.QueryRow(ctx, sql.String()).Scan(&plan); err != nil {
+		return "", s.scanError("planning the chunk queries of", t.Ref(), err)
+	}
+	if !strings.Contains(plan, `"Node Type": "Sort"`) && !strings.Contains(plan, `"Node Type": "Incremental Sort"`) {
+		return "", nil
+	}
+	return fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (%s);", t.Ref().Quoted(), o.OrderBy()), nil
+}

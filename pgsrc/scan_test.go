@@ -370,3 +370,46 @@ func TestEstimateAfter(t *testing.T) {
 	}
 	near("after ctid "+mid, got, 5000)
 }
+
+// TestIndexAdvice: a text key in a collation other than C makes the chunk
+// queries sort; the advice is the index that lets them walk it, and once
+// it exists there is no advice.
+func TestIndexAdvice(t *testing.T) {
+	db := pgCluster(t).NewDatabase(t)
+	cfg := db.SourceConfig("postgres", pgCluster(t).SuperuserPassword())
+	ctx := testContext(t)
+	db.Exec(t, `CREATE TABLE icu (k text COLLATE "und-x-icu", n int, PRIMARY KEY (k, n)); CREATE TABLE plain (id int PRIMARY KEY);
+		INSERT INTO icu SELECT 'k' || g, g FROM generate_series(1, 5000) g; ANALYZE icu`)
+	tables, err := pgsrc.Discover(ctx, db.Conn(t), []pgsrc.TableRef{{Schema: "public", Name: "icu"}, {Schema: "public", Name: "plain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pgsrc.OpenScanner(ctx, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	advice := func(tb *pgsrc.Table) string {
+		t.Helper()
+		o, err := s.KeyOrder(ctx, tb, tb.PrimaryKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.IndexAdvice(ctx, tb, o, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	want := `CREATE INDEX CONCURRENTLY ON "public"."icu" ("k" COLLATE "C", "n");`
+	if got := advice(&tables[0]); got != want {
+		t.Fatalf("advice for a key in an ICU collation: %q, want %q", got, want)
+	}
+	if got := advice(&tables[1]); got != "" {
+		t.Errorf("advice for an int key: %q", got)
+	}
+	db.Exec(t, strings.TrimSuffix(want, ";"))
+	if got := advice(&tables[0]); got != "" {
+		t.Errorf("advice once the index exists: %q", got)
+	}
+}

@@ -524,6 +524,14 @@ func (s *backfillStage) table(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 			p.before.Store(max(0, t.info.Estimated-left))
 		}
 	}
+	if t.order != nil {
+		if advice, err := sc.IndexAdvice(ctx, t.info, t.order, s.chunkSize); err != nil {
+			s.log.Warn("cannot plan the backfill's chunk queries", "table", ref.String(), "err", err)
+		} else if advice != "" {
+			s.log.Warn("the backfill's chunk queries sort the rest of the table each time: its key is text in a collation other than C, compared byte-wise; an index in that order makes each chunk an index walk",
+				"table", ref.String(), "sql", advice)
+		}
+	}
 	s.log.Info("backfilling", "table", ref.String(), "estimated_rows", t.info.Estimated, "resumed", resumed)
 	var emitting *chunkPlan // the chunk the serializer may still be emitting
 	wait := func() error {
