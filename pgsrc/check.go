@@ -351,6 +351,9 @@ func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult
 		if t.RowFilter != "" {
 			detail += fmt.Sprintf("; publication %q publishes only the rows where %s", pub, t.RowFilter)
 		}
+		if advice := indexAdvice(ctx, conn, f.user, &t, cfg.Advanced.BackfillChunkSize); advice != "" {
+			detail += "; its backfill's chunk queries would sort the rest of the table each time (a text key in a collation other than C), which this index avoids: " + advice
+		}
 		var uk *UnpublishedKeyError
 		if errors.As(t.CheckPublished(pub), &uk) {
 			add("table "+t.Ref().String(), false, detail+"; its column list leaves out the key column(s) "+strings.Join(uk.Missing, ", "), uk.Fix())
@@ -367,6 +370,28 @@ func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult
 		}
 	}
 	return out, nil
+}
+
+// indexAdvice is Scanner.IndexAdvice for a keyed table, "" when there is
+// none or it cannot be had (it is advice: check goes on).
+func indexAdvice(ctx context.Context, conn *pgx.Conn, user string, t *Table, chunkSize int) string {
+	keyCols := t.PrimaryKey
+	if len(keyCols) == 0 && t.ReplicaIdentity == 'i' {
+		keyCols = t.IdentityIndex
+	}
+	if len(keyCols) == 0 {
+		return ""
+	}
+	s := &Scanner{conn: conn, user: user}
+	o, err := s.KeyOrder(ctx, t, keyCols)
+	if err != nil {
+		return ""
+	}
+	advice, err := s.IndexAdvice(ctx, t, o, chunkSize)
+	if err != nil {
+		return ""
+	}
+	return advice
 }
 
 func checkPublication(ctx context.Context, conn *pgx.Conn, f *serverFacts, pf *publicationFacts, pub string, want []TableRef,

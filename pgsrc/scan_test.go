@@ -408,6 +408,20 @@ func TestIndexAdvice(t *testing.T) {
 	if got := advice(&tables[1]); got != "" {
 		t.Errorf("advice for an int key: %q", got)
 	}
+	// check says so too, as a detail of the table's line.
+	results, err := pgsrc.Check(ctx, &cfg, []pgsrc.TableRef{{Schema: "public", Name: "icu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range results {
+		if r.Name == "table public.icu" {
+			found = r.OK && strings.Contains(r.Detail, want)
+		}
+	}
+	if !found {
+		t.Errorf("check does not give the index advice: %+v", results)
+	}
 	db.Exec(t, strings.TrimSuffix(want, ";"))
 	if got := advice(&tables[0]); got != "" {
 		t.Errorf("advice once the index exists: %q", got)
