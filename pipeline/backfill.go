@@ -64,9 +64,10 @@ type tableBackfill struct {
 	cursor [][]byte
 	// ctid is the last ctid read of a keyless table.
 	ctid string
-	// window is the chunk between its watermarks, if any.
-	window *chunkPlan
-	done   bool
+	// windows are the chunks between their watermarks, in key order: at
+	// most two, the next opened while the last is read.
+	windows []*chunkPlan
+	done    bool
 	// chunkBytes sizes the next chunk's slab, from the last one's.
 	chunkBytes int
 	// chunkRows is how many rows the next chunk may hold so that its
@@ -153,7 +154,8 @@ func (b *tableBackfill) passes(k [][]byte) bool {
 			return true
 		}
 	}
-	if w := b.window; w != nil {
+	// The open windows are contiguous, in key order, from the cursor.
+	for _, w := range b.windows {
 		in := w.end == nil
 		if !in {
 			c, err := b.order.CompareChecked(k, w.end)
@@ -187,6 +189,7 @@ type chunkPlan struct {
 	end   [][]byte // inclusive end; nil: the table's end (the last chunk)
 	full  bool     // false for the last chunk
 	ctid  string   // keyless: the ctid after which the chunk starts
+	limit int      // rows at most
 
 	// Filled by the backfill stage before it writes the high watermark,
 	// then ready is closed: the rows and their records (recs[i] is
@@ -244,7 +247,7 @@ func (s *serializerStage) onWatermark(ctx context.Context, ch *pgsrc.Change, now
 			}
 			plan.tc = tc
 			plan.touched = make(map[string]struct{})
-			b.window = plan
+			b.windows = append(b.windows, plan)
 			s.windows++
 			if s.windows == 1 {
 				s.busySince = time.Now()
@@ -308,7 +311,7 @@ func (s *serializerStage) plan(id string) *chunkPlan {
 func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, rb *recordBatch) error {
 	delete(s.pending, plan.id)
 	b := s.backfills[plan.table]
-	if b == nil || b.window != plan {
+	if b == nil || len(b.windows) == 0 || b.windows[0] != plan {
 		return nil // a window this session never opened
 	}
 	select {
@@ -316,7 +319,7 @@ func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, rb *re
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-	b.window = nil
+	b.windows = slices.Delete(b.windows, 0, 1)
 	s.windows--
 	if s.windows == 0 {
 		s.gate.open()
@@ -547,16 +550,41 @@ func (s *backfillStage) table(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 		}
 	}
 	last := time.Now()
-	for {
-		if soft.Err() != nil {
-			return wait()
-		}
-		plan, err := s.chunk(ctx, soft, sc, t, after, ctid)
-		if err != nil {
+	var plan *chunkPlan
+	finished := false
+	if soft.Err() == nil {
+		var err error
+		if plan, err = s.newPlan(ctx, sc, t, after, ctid); err != nil {
 			return fmt.Errorf("backfill of %s: %w", ref, err)
 		}
-		if plan == nil {
-			return wait() // soft stop while held at the gate
+		if opened, err := s.open(ctx, soft, plan); err != nil {
+			return fmt.Errorf("backfill of %s: %w", ref, err)
+		} else if !opened {
+			plan = nil
+		}
+	}
+	for plan != nil {
+		// A keyed table's next chunk is planned and opened while this one
+		// is read: its window, right after this one's in key order, opens
+		// before this one closes, so that reading goes on from one chunk
+		// to the next without waiting for the stream.
+		var next chan openedPlan
+		if t.order != nil && plan.full && soft.Err() == nil {
+			np, err := s.newPlan(ctx, sc, t, plan.end, "")
+			if err != nil {
+				return fmt.Errorf("backfill of %s: %w", ref, err)
+			}
+			next = make(chan openedPlan, 1)
+			go func() {
+				opened, err := s.open(ctx, soft, np)
+				if !opened {
+					np = nil
+				}
+				next <- openedPlan{np, err}
+			}()
+		}
+		if err := s.read(ctx, sc, t, plan); err != nil {
+			return fmt.Errorf("backfill of %s: %w", ref, err)
 		}
 		if err := wait(); err != nil {
 			return err
@@ -568,10 +596,32 @@ func (s *backfillStage) table(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 			v := p.view()
 			s.log.Info("backfill progress", "table", ref.String(), "rows", v.Before+v.Rows, "percent", percent(v), "eta", eta(v))
 		}
-		if !plan.full {
-			break
+		switch {
+		case next != nil:
+			o := <-next
+			if o.err != nil {
+				return fmt.Errorf("backfill of %s: %w", ref, o.err)
+			}
+			plan = o.plan // nil: soft stop while held at the gate
+		case !plan.full:
+			finished, plan = true, nil
+		case soft.Err() != nil:
+			plan = nil
+		default: // a keyless table: the next chunk starts after this one's last ctid
+			np, err := s.newPlan(ctx, sc, t, nil, plan.lastTID)
+			if err != nil {
+				return fmt.Errorf("backfill of %s: %w", ref, err)
+			}
+			if opened, err := s.open(ctx, soft, np); err != nil {
+				return fmt.Errorf("backfill of %s: %w", ref, err)
+			} else if !opened {
+				np = nil
+			}
+			plan = np
 		}
-		after, ctid = plan.end, plan.lastTID
+	}
+	if !finished {
+		return wait() // soft stop
 	}
 	if err := wait(); err != nil {
 		return err
@@ -589,33 +639,43 @@ func (s *backfillStage) watermark(ctx context.Context, value string) error {
 	return s.marks.Write(ctx, value)
 }
 
-// chunk reads one chunk between its watermarks. It returns once the high
-// watermark is written; plan.done is closed when the serializer has
-// emitted the chunk. It returns a nil plan when soft ends while the gate
-// holds the chunk back.
-func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *tableBackfill, after [][]byte, ctid string) (*chunkPlan, error) {
+// openedPlan is a chunk whose window is open (nil: soft stop), or why not.
+type openedPlan struct {
+	plan *chunkPlan
+	err  error
+}
+
+// newPlan plans the chunk after the key after (or the ctid ctid): for a
+// keyed table, its end, which sc finds.
+func (s *backfillStage) newPlan(ctx context.Context, sc *pgsrc.Scanner, t *tableBackfill, after [][]byte, ctid string) (*chunkPlan, error) {
 	id := make([]byte, 8)
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
-	plan := &chunkPlan{id: hex.EncodeToString(id), table: t.info.Ref(), after: after, ctid: ctid,
+	plan := &chunkPlan{id: hex.EncodeToString(id), table: t.info.Ref(), after: after, ctid: ctid, limit: t.nextChunkRows(s.chunkSize),
 		opened: make(chan struct{}), ready: make(chan struct{}), done: make(chan struct{})}
-	rows := t.nextChunkRows(s.chunkSize)
 	if t.order != nil {
-		end, full, err := sc.ChunkEnd(ctx, t.info, t.order, after, rows)
+		end, full, err := sc.ChunkEnd(ctx, t.info, t.order, after, plan.limit)
 		if err != nil {
 			return nil, err
 		}
 		plan.end, plan.full = end, full
 	}
+	return plan, nil
+}
+
+// open hands the serializer the plan, writes its low watermark and waits
+// until the serializer has opened its window. It returns false when soft
+// ends while the gate holds the chunk back.
+func (s *backfillStage) open(ctx, soft context.Context, plan *chunkPlan) (bool, error) {
 	if err := s.gate.wait(ctx); err != nil {
-		return nil, err
+		return false, err
 	}
 	if soft.Err() != nil {
-		return nil, nil
+		return false, nil
 	}
 	if err := send(ctx, s.plans, plan); err != nil {
-		return nil, err
+		return false, err
 	}
 	s.awaited.Add(1)
 	err := s.watermark(ctx, lowMark+plan.id)
@@ -632,12 +692,15 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 		}
 	}
 	s.awaited.Add(-1)
-	if err != nil {
-		return nil, err
-	}
+	return err == nil, err
+}
+
+// read reads an opened chunk with sc and writes its high watermark.
+func (s *backfillStage) read(ctx context.Context, sc *pgsrc.Scanner, t *tableBackfill, plan *chunkPlan) error {
 	if err := sc.BeginConsistent(ctx); err != nil {
-		return nil, err
+		return err
 	}
+	rows := plan.limit
 	plan.slab = make([]byte, 0, t.chunkBytes)
 	plan.rows = make([][]pgsrc.Value, 0, rows)
 	var arena []pgsrc.Value // the rows' values, allocated in blocks
@@ -667,18 +730,18 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 		return nil
 	}
 	if t.order != nil {
-		if _, err := sc.ScanChunk(ctx, t.info, t.order, after, plan.end, collect); err != nil {
-			return nil, err
+		if _, err := sc.ScanChunk(ctx, t.info, t.order, plan.after, plan.end, collect); err != nil {
+			return err
 		}
 	} else {
-		last, n, err := sc.ScanCTID(ctx, t.info, ctid, rows, func(_ string, row []pgsrc.Value) error { return collect(row) })
+		last, n, err := sc.ScanCTID(ctx, t.info, plan.ctid, rows, func(_ string, row []pgsrc.Value) error { return collect(row) })
 		if err != nil {
-			return nil, err
+			return err
 		}
 		plan.lastTID, plan.full = last, n == rows
 	}
 	if err := sc.End(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if n := len(plan.rows); n > 0 {
 		avg := max(1, len(plan.slab)/n)
@@ -686,10 +749,7 @@ func (s *backfillStage) chunk(ctx, soft context.Context, sc *pgsrc.Scanner, t *t
 		t.chunkBytes = t.nextChunkRows(s.chunkSize) * avg * 9 / 8
 	}
 	close(plan.ready)
-	if err := s.watermark(ctx, highMark+plan.id); err != nil {
-		return nil, err
-	}
-	return plan, nil
+	return s.watermark(ctx, highMark+plan.id)
 }
 
 // windowGate keeps a Kafka transaction from being held open for ever by

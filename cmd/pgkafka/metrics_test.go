@@ -56,7 +56,7 @@ func TestMetricsAndProgressBars(t *testing.T) {
 		{"pgkafka_backfill_rows_total", "table", "public.orders", 500},
 		{"pgkafka_backfill_done", "table", "public.orders", 1},
 		{"pgkafka_backfill_estimated_rows", "table", "public.orders", 500},
-		{"pgkafka_backfill_chunks_total", "table", "public.orders", 11}, // 10 of 50 rows, and the last, empty and unbounded
+		{"pgkafka_backfill_chunks_total", "table", "public.orders", 12}, // 8 and 8 rows (the first two), 9 of 50, and the last of 34
 		{"pgkafka_records_total", "op", "r", 500},
 		{"pgkafka_records_total", "op", "c", 2},
 		{"pgkafka_records_total", "op", "u", 1},
