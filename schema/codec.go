@@ -78,7 +78,7 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 			nullable: col.Nullable,
 			mapping:  mapType(col.Type, ff),
 		}
-		cc.bin = binaryConv(col.Type, cc.mapping)
+		cc.bin = binaryConv(col.Type, ff)
 		if col.HasDefault && !col.Nullable {
 			cc.def, _ = defaultJSON(&cc.mapping, col.Default) // "" when Avro cannot hold it
 		}

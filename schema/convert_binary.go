@@ -23,9 +23,9 @@ const (
 	pgEpochMicros = pgEpochDays * usPerDay
 )
 
-// binaryConv returns the binary converter of a type mapped to m, nil when
-// pgkafka does not decode the type's binary form.
-func binaryConv(t Type, m mapping) convFunc {
+// binaryConv returns the binary converter of a type written in format f,
+// nil when pgkafka does not decode the type's binary form.
+func binaryConv(t Type, f format) convFunc {
 	if t.Category == 'A' && !isVectorType(t.Name) {
 		return nil
 	}
@@ -45,7 +45,12 @@ func binaryConv(t Type, m mapping) convFunc {
 	case "float8":
 		return binFloat64
 	case "numeric":
-		return (&binNumeric{text: m.conv}).append
+		p, s, ok := numericTypmod(t.Typmod)
+		if !ok || f.decimal == DecimalString {
+			return binNumericString
+		}
+		p, s = avroDecimal(p, s)
+		return (&binDecimal{&decimalConv{precision: p, scale: s, nonFinite: f.nonFinite}}).append
 	case "text", "varchar", "bpchar", "name", "json":
 		// Their send functions write the text form.
 		return convString
@@ -69,7 +74,7 @@ func binaryConv(t Type, m mapping) convFunc {
 // type, domains resolved): the types source.advanced.pgoutputBinary: auto
 // requires of every published column.
 func BinarySafe(t Type) bool {
-	return binaryConv(t, mapping{}) != nil
+	return binaryConv(t, format{}) != nil
 }
 
 // BinaryKeyText reports whether AppendBinaryText renders t: the types a key
@@ -301,19 +306,37 @@ const (
 
 var errNumeric = errors.New("malformed binary numeric")
 
-// binNumeric renders a binary numeric as numeric_out's text, then writes it
-// with the column's text converter (a decimal or a string).
-type binNumeric struct {
-	text convFunc
+// binDecimal renders a binary numeric as numeric_out's text, on the stack
+// for up to 96 bytes, then writes it as the column's decimal does.
+type binDecimal struct {
+	dec *decimalConv
 }
 
-func (n *binNumeric) append(dst, b []byte) ([]byte, error) {
+func (n *binDecimal) append(dst, b []byte) ([]byte, error) {
 	var buf [96]byte
 	text, err := appendNumericText(buf[:0], b)
 	if err != nil {
 		return dst, err
 	}
-	return n.text(dst, text)
+	return n.dec.append(dst, text)
+}
+
+// binNumericString writes a binary numeric as an Avro string of
+// numeric_out's text: the text is rendered in place, then moved behind its
+// length.
+func binNumericString(dst, b []byte) ([]byte, error) {
+	start := len(dst)
+	dst, err := appendNumericText(dst, b)
+	if err != nil {
+		return dst[:start], err
+	}
+	n := len(dst) - start
+	var hdr [10]byte
+	h := appendLong(hdr[:0], int64(n))
+	dst = append(dst, h...)
+	copy(dst[start+len(h):], dst[start:start+n])
+	copy(dst[start:], h)
+	return dst, nil
 }
 
 // appendNumericText appends the text numeric_out prints for the binary
