@@ -1,13 +1,18 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
 	"github.com/pgkafka/pgkafka/pipeline"
 )
 
@@ -48,12 +53,22 @@ func BenchmarkStreamingBinary(b *testing.B) {
 	}
 	load := benchLoadRows(ctx, b, db, rows)
 	pub := textCfg.Source.Advanced.PublicationName
-	recvText, _ := benchRecvLogicalSlot(ctx, b, pg, db, benchRecvSlot, pub, load.walEnd)
-	recvBin, _ := benchRecvLogicalSlot(ctx, b, pg, db, benchRecvBinarySlot, pub, load.walEnd, "binary=true")
+	// The WAL sender's CPU time tells the modes apart better than wall
+	// time on a shared machine.
+	sample := func(slot string, phase func()) time.Duration {
+		w := watchWALSender(ctx, b, db, slot)
+		phase()
+		return w.stop()
+	}
+	var recvText, recvBin, pipeText, pipeBin time.Duration
+	recvTextCPU := sample(benchRecvSlot, func() { recvText, _ = benchRecvLogicalSlot(ctx, b, pg, db, benchRecvSlot, pub, load.walEnd) })
+	recvBinCPU := sample(benchRecvBinarySlot, func() {
+		recvBin, _ = benchRecvLogicalSlot(ctx, b, pg, db, benchRecvBinarySlot, pub, load.walEnd, "binary=true")
+	})
 
 	b.ResetTimer()
-	pipeText := benchPipelinePhase(ctx, b, textCfg, log, load, rows)
-	pipeBin := benchPipelinePhase(ctx, b, binCfg, log, load, rows)
+	pipeTextCPU := sample(textCfg.Source.Advanced.SlotName, func() { pipeText = benchPipelinePhase(ctx, b, textCfg, log, load, rows) })
+	pipeBinCPU := sample(binCfg.Source.Advanced.SlotName, func() { pipeBin = benchPipelinePhase(ctx, b, binCfg, log, load, rows) })
 
 	rate := func(d time.Duration) float64 { return float64(rows) / d.Seconds() }
 	b.ReportMetric(rate(pipeText), "pgkafka-text-rows/s")
@@ -63,6 +78,74 @@ func BenchmarkStreamingBinary(b *testing.B) {
 	fmt.Printf("streaming text vs binary: %d rows  pgkafka text %.0f rows/s, binary %.0f rows/s (%.2fx)  pg_recvlogical text %.0f rows/s, binary %.0f rows/s (%.2fx)\n",
 		rows, rate(pipeText), rate(pipeBin), pipeText.Seconds()/pipeBin.Seconds(),
 		rate(recvText), rate(recvBin), recvText.Seconds()/recvBin.Seconds())
+	fmt.Printf("streaming text vs binary: WAL sender CPU  under pgkafka text %s, binary %s  under pg_recvlogical text %s, binary %s\n",
+		pipeTextCPU, pipeBinCPU, recvTextCPU, recvBinCPU)
+}
+
+// walSenderWatch samples the CPU time of the WAL sender of a slot.
+type walSenderWatch struct {
+	done chan struct{}
+	cpu  chan time.Duration
+}
+
+// watchWALSender samples, every 10 ms until stop, the CPU time (user and
+// system, from /proc) of the process that holds slot; stop returns the
+// last sample. Zero when /proc cannot be read.
+func watchWALSender(ctx context.Context, b *testing.B, db *pgtest.DB, slot string) *walSenderWatch {
+	b.Helper()
+	conn := db.Conn(b)
+	w := &walSenderWatch{done: make(chan struct{}), cpu: make(chan time.Duration, 1)}
+	go func() {
+		var last time.Duration
+		defer func() { w.cpu <- last }()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var pid *int32
+			if err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid); err == nil && pid != nil {
+				if cpu, ok := procCPU(int(*pid)); ok {
+					last = cpu
+				}
+			}
+			select {
+			case <-w.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *walSenderWatch) stop() time.Duration {
+	close(w.done)
+	return <-w.cpu
+}
+
+// procCPU is a process's user and system CPU time from /proc/<pid>/stat
+// (in clock ticks of 10 ms, Linux's USER_HZ).
+func procCPU(pid int) (time.Duration, bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, true
 }
 
 // benchPipelinePhase runs a pipeline of cfg until Kafka holds the rows of
