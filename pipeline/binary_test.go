@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -70,10 +73,38 @@ func TestBinaryPgoutputMatchesText(t *testing.T) {
 	for i := range text {
 		a, b := text[i], bin[i]
 		if a.op != b.op || !bytes.Equal(a.key, b.key) || !bytes.Equal(a.before, b.before) || !bytes.Equal(a.after, b.after) {
-			t.Errorf("record %d differs:\n text   op=%s key=%x\n        before=%v\n        after=%v\n binary op=%s key=%x\n        before=%v\n        after=%v",
-				i, a.op, a.key, a.decoded["before"], a.decoded["after"], b.op, b.key, b.decoded["before"], b.decoded["after"])
+			t.Errorf("record %d differs: text op=%s key=%x, binary op=%s key=%x; %s",
+				i, a.op, a.key, b.op, b.key, imageDiff(a.decoded, b.decoded))
 		}
 	}
+}
+
+// imageDiff names the fields of the before and after images whose decoded
+// values differ between two records' values, each cut to 80 characters.
+func imageDiff(a, b map[string]any) string {
+	cut := func(v any) string {
+		s := fmt.Sprint(v)
+		if len(s) > 80 {
+			s = s[:80] + "..."
+		}
+		return s
+	}
+	var out []string
+	for _, image := range []string{"before", "after"} {
+		ai, _ := a[image].(map[string]any)
+		bi, _ := b[image].(map[string]any)
+		if (ai == nil) != (bi == nil) {
+			out = append(out, fmt.Sprintf("%s: text %s, binary %s", image, cut(ai), cut(bi)))
+			continue
+		}
+		for k, av := range ai {
+			if bv := bi[k]; !reflect.DeepEqual(av, bv) {
+				out = append(out, fmt.Sprintf("%s.%s: text %s, binary %s", image, k, cut(av), cut(bv)))
+			}
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "; ")
 }
 
 // binRecord is one record of a capture of binaryTable.
