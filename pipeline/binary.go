@@ -174,8 +174,7 @@ func (k *keyText) keys(ctx context.Context, s *serializerStage, rel *pgsrc.Relat
 				}
 				st := schemaType(t, mod)
 				if !schema.BinaryKeyText(st) {
-					return nil, fmt.Errorf("key column %q of %s has type %s, whose binary form pgkafka does not compare: "+
-						"set source.advanced.pgoutputBinary: off (or auto) and restart", rc.Name, ref, t.Name)
+					return nil, fmt.Errorf("key column %q of %s has type %s, whose binary form pgkafka does not compare: %w", rc.Name, ref, t.Name, schema.ErrNoBinary)
 				}
 				rk.idx = append(rk.idx, i)
 				rk.types = append(rk.types, st)

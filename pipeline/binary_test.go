@@ -253,3 +253,42 @@ func TestBinaryPgoutputAuto(t *testing.T) {
 		})
 	}
 }
+
+// TestBinaryPgoutputColumnAdded: a column of a type pgkafka does not decode
+// in binary, added while binary streams, stops a capture with
+// pgoutputBinary: on, naming the column; with auto the capture restarts
+// from its checkpoint, streams text, and the row arrives whole.
+func TestBinaryPgoutputColumnAdded(t *testing.T) {
+	for _, mode := range []string{"auto", "on"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, "public.a")
+			e.cfg.Source.Advanced.PgoutputBinary = mode
+			e.cfg.Source.Advanced.SlotName = "added_" + mode
+			e.db.Exec(t, `CREATE TABLE a (id int PRIMARY KEY, v numeric)`)
+			rn := e.start(t)
+			checkWalsenderBinary(t, e, true)
+			e.db.Exec(t, `INSERT INTO a VALUES (1, 1.5)`)
+			e.db.Exec(t, `ALTER TABLE a ADD COLUMN w interval`)
+			e.db.Exec(t, `INSERT INTO a VALUES (2, 2.5, '1 day 2 hours')`)
+			if mode == "on" {
+				select {
+				case err := <-rn.done:
+					rn.done <- err // for the cleanup
+					if err == nil || !strings.Contains(err.Error(), `column "w" of public.a`) || !strings.Contains(err.Error(), "pgoutputBinary") {
+						t.Fatalf("Run: %v, want an error naming column w and pgoutputBinary", err)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("the capture goes on")
+				}
+				return
+			}
+			rs := e.consume(t, []string{"test.public.a"}, 60*time.Second, atLeast(2))
+			got := state(rs, "test.public.a")
+			row := got[sortedMap(map[string]any{"id": int32(2)})]
+			if row == nil || fmt.Sprint(row["v"]) != "2.5" || row["w"] == nil {
+				t.Fatalf("row 2 is %v, want v 2.5 and w set; records:\n%s", row, dump(rs))
+			}
+			checkWalsenderBinary(t, e, false)
+		})
+	}
+}

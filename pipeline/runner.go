@@ -110,6 +110,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		case ctx.Err() != nil:
 			return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
+		case errors.Is(err, schema.ErrNoBinary) && r.cfg.Source.Advanced.PgoutputBinary == pgsrc.BinaryAuto && !r.stopping():
+			// A column added while binary streamed has a type pgkafka does
+			// not decode in binary: retried, the next session decides
+			// again, and streams text.
 		case r.stopping(), !Retryable(err):
 			return err
 		case !r.started() && !errors.Is(err, pgsrc.ErrSlotActive):

@@ -202,7 +202,7 @@ func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
 		conv := cc.conv
 		if d.Binary {
 			if conv = cc.bin; conv == nil {
-				return dst[:n], c.colErr(cc, errNoBinary)
+				return dst[:n], c.colErr(cc, fmt.Errorf("binary %s: %w", cc.typ, ErrNoBinary))
 			}
 		}
 		var err error
@@ -357,7 +357,7 @@ func (c *Codec) appendRow(dst []byte, row []Datum, zeroNulls bool) ([]byte, erro
 		conv := cc.conv
 		if d.Binary {
 			if conv = cc.bin; conv == nil {
-				return dst, c.colErr(cc, errNoBinary)
+				return dst, c.colErr(cc, fmt.Errorf("binary %s: %w", cc.typ, ErrNoBinary))
 			}
 		}
 		var err error

@@ -13,7 +13,6 @@ import (
 
 var (
 	errBinaryLength = errors.New("binary value of the wrong length")
-	errNoBinary     = errors.New("no binary decoding for this type: set source.advanced.pgoutputBinary: off and restart")
 	nanText         = []byte("NaN")
 )
 
@@ -129,7 +128,7 @@ func AppendBinaryText(dst []byte, t Type, b []byte) ([]byte, error) {
 	case "text", "varchar", "bpchar", "name":
 		return append(dst, b...), nil
 	}
-	return dst, errNoBinary
+	return dst, ErrNoBinary
 }
 
 // appendDecimal appends v in base 10 (strconv.AppendInt without the import
