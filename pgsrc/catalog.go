@@ -2,6 +2,7 @@ package pgsrc
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -61,6 +62,63 @@ func (c *Catalog) Type(ctx context.Context, oid uint32) (*Type, error) {
 // PublicationTables lists the tables of a publication and whether it exists.
 func (c *Catalog) PublicationTables(ctx context.Context, publication string) ([]TableRef, bool, error) {
 	return PublicationTables(ctx, c.conn, publication)
+}
+
+// ServerMajor is the server's major version (10, 11, ...).
+func (c *Catalog) ServerMajor() int { return serverMajor(c.conn) }
+
+// PublishedColumn is a column of a table of the publication.
+type PublishedColumn struct {
+	Table  TableRef
+	Column string
+	// Type is the column's type, domains resolved to their base, with
+	// Typmod its (or the domain's) type modifier.
+	Type   *Type
+	Typmod int32
+}
+
+// PublishedColumns lists every column of every table of the publication
+// (all of their columns, whatever a column list publishes).
+func (c *Catalog) PublishedColumns(ctx context.Context, publication string) ([]PublishedColumn, error) {
+	rows, err := c.conn.Query(ctx, `SELECT pt.schemaname::text, pt.tablename::text, a.attname::text, a.atttypid, a.atttypmod
+		FROM pg_publication_tables pt
+		JOIN pg_namespace n ON n.nspname = pt.schemaname
+		JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = pt.tablename
+		JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+		WHERE pt.pubname = $1
+		ORDER BY 1, 2, a.attnum`, publication)
+	if err != nil {
+		return nil, fmt.Errorf("listing the columns of publication %q: %w", publication, err)
+	}
+	type raw struct {
+		PublishedColumn
+		oid uint32
+	}
+	var rs []raw
+	for rows.Next() {
+		var r raw
+		if err := rows.Scan(&r.Table.Schema, &r.Table.Name, &r.Column, &r.oid, &r.Typmod); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("listing the columns of publication %q: %w", publication, err)
+		}
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing the columns of publication %q: %w", publication, err)
+	}
+	out := make([]PublishedColumn, len(rs))
+	for i, r := range rs {
+		t, err := c.Type(ctx, r.oid)
+		if err != nil {
+			return nil, fmt.Errorf("type of column %q of %s: %w", r.Column, r.Table, err)
+		}
+		out[i] = r.PublishedColumn
+		var mod int32
+		if out[i].Type, mod = t.Resolved(); mod != -1 {
+			out[i].Typmod = mod
+		}
+	}
+	return out, nil
 }
 
 // Close closes the connection.

@@ -64,7 +64,19 @@ type Advanced struct {
 	// table, so the slot advances even when only other databases of the
 	// server write (0 disables).
 	HeartbeatInterval time.Duration `koanf:"heartbeatInterval"`
+	// PgoutputBinary chooses pgoutput's binary mode (PostgreSQL 14+), where
+	// the server sends each value in its type's send format: "on", "off",
+	// or "auto" (on when every published column has a type pgkafka decodes
+	// in binary and every key column one it renders as text).
+	PgoutputBinary string `koanf:"pgoutputBinary"`
 }
+
+// The values of source.advanced.pgoutputBinary.
+const (
+	BinaryOff  = "off"
+	BinaryOn   = "on"
+	BinaryAuto = "auto"
+)
 
 // SetDefaults fills the fields left empty with the specification's defaults.
 func (c *Config) SetDefaults() {
@@ -92,6 +104,9 @@ func (c *Config) SetDefaults() {
 	}
 	if a.HeartbeatInterval == 0 {
 		a.HeartbeatInterval = time.Minute
+	}
+	if a.PgoutputBinary == "" {
+		a.PgoutputBinary = BinaryOff
 	}
 }
 
@@ -143,6 +158,11 @@ func (c *Config) Validate() error {
 	}
 	if a.HeartbeatInterval < 0 {
 		bad("advanced.heartbeatInterval", "%s is negative (0 disables heartbeats)", a.HeartbeatInterval)
+	}
+	switch a.PgoutputBinary {
+	case BinaryOff, BinaryOn, BinaryAuto:
+	default:
+		bad("advanced.pgoutputBinary", "%q is not one of auto, on, off", a.PgoutputBinary)
 	}
 	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
 		bad("advanced.sslmode", "%q is not one of %s", a.SSLMode, strings.Join(sslModes, ", "))

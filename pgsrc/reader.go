@@ -53,7 +53,14 @@ type ReaderOptions struct {
 	// which pgoutput sends from PostgreSQL 14 on; older servers are streamed
 	// without them (see Reader.Messages).
 	Messages bool
+	// Binary asks for values in their types' binary send format (pgoutput's
+	// binary option, PostgreSQL 14+): Values of kind ValueBinary.
+	Binary bool
 }
+
+// BinaryMajor is the first PostgreSQL major version whose pgoutput has the
+// binary option.
+const BinaryMajor = 14
 
 // messagesMajor is the first PostgreSQL major version whose pgoutput sends
 // logical decoding messages (the "messages" option).
@@ -78,12 +85,19 @@ func StartReader(ctx context.Context, cfg *Config, startLSN pglogrepl.LSN, opts 
 			log.Info("logical decoding messages are not captured: pgoutput sends them from PostgreSQL 14 on", "server_version", v)
 		}
 	}
+	if opts.Binary {
+		if v := conn.ParameterStatus("server_version"); parseMajor(v) < BinaryMajor {
+			_ = conn.Close(context.Background())
+			return nil, fmt.Errorf("source.advanced.pgoutputBinary: on needs PostgreSQL %d or later, the server is %s: set it to auto or off", BinaryMajor, v)
+		}
+		args = append(args, "binary 'true'")
+	}
 	err = pglogrepl.StartReplication(ctx, conn, slot, startLSN, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		_ = conn.Close(context.Background())
 		return nil, fmt.Errorf("starting replication from slot %q at LSN %s: %w", slot, startLSN, classifyStart(err, slot, pub))
 	}
-	log.Info("replication started", "slot", slot, "publication", pub, "lsn", startLSN.String(), "messages", messages)
+	log.Info("replication started", "slot", slot, "publication", pub, "lsn", startLSN.String(), "messages", messages, "binary", opts.Binary)
 	return &Reader{conn: conn, slot: slot, log: log, messages: messages}, nil
 }
 

@@ -36,9 +36,17 @@ func TestBackfillThenStream(t *testing.T) {
 // composite text+int key in chunks of 97 while a writer inserts, updates
 // and deletes rows on both sides of the cursor: for every key the records
 // never step back, never repeat a change, and end at the row's state.
-func TestBackfillInvariantUnderWrites(t *testing.T) {
+func TestBackfillInvariantUnderWrites(t *testing.T) { backfillInvariantUnderWrites(t, "off") }
+
+// TestBackfillInvariantUnderWritesBinary is TestBackfillInvariantUnderWrites
+// with binary pgoutput: the stream's binary keys (text, int) are placed
+// against the backfill's text cursor and chunk keys.
+func TestBackfillInvariantUnderWritesBinary(t *testing.T) { backfillInvariantUnderWrites(t, "on") }
+
+func backfillInvariantUnderWrites(t *testing.T, pgoutputBinary string) {
 	e := newEnv(t, "public.kv")
 	e.cfg.Source.Advanced.BackfillChunkSize = 97
+	e.cfg.Source.Advanced.PgoutputBinary = pgoutputBinary
 	labels := []string{"", " ", "  ", "a", "A", "a ", "b b", "é", "e", "Zoë", "zoe", "ß", "東京"}
 	e.db.Exec(t, `CREATE TABLE kv (label text, n int, v int NOT NULL, PRIMARY KEY (label, n))`)
 	e.db.Exec(t, fmt.Sprintf(`INSERT INTO kv SELECT (ARRAY[%s])[1 + g %% %d], g, 0 FROM generate_series(1, 20000) g`, quoted(labels), len(labels)))

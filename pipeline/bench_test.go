@@ -506,13 +506,23 @@ func benchLoadRows(ctx context.Context, b *testing.B, db *pgtest.DB, rows int) b
 // than the WAL sender sets its pace.
 func benchRecvLogical(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *pgtest.DB, publication string, endpos pglogrepl.LSN) (took, cpu time.Duration) {
 	b.Helper()
+	return benchRecvLogicalSlot(ctx, b, pg, db, benchRecvSlot, publication, endpos)
+}
+
+// benchRecvLogicalSlot is benchRecvLogical on slot, with more pgoutput
+// options (name=value).
+func benchRecvLogicalSlot(ctx context.Context, b *testing.B, pg *pgtest.Cluster, db *pgtest.DB, slot, publication string, endpos pglogrepl.LSN, options ...string) (took, cpu time.Duration) {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(ctx, benchPhaseTimeout)
 	defer cancel()
 	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", pg.Host(), pg.Port(), pgtest.Superuser, db.Name)
-	cmd := exec.CommandContext(ctx, filepath.Join(pg.BinDir(), "pg_recvlogical"),
-		"-d", dsn, "--slot", benchRecvSlot, "--start", "--endpos", endpos.String(),
-		"-o", "proto_version=1", "-o", "publication_names="+publication,
-		"-f", "/dev/null", "--no-loop")
+	args := []string{"-d", dsn, "--slot", slot, "--start", "--endpos", endpos.String(),
+		"-o", "proto_version=1", "-o", "publication_names=" + publication,
+		"-f", "/dev/null", "--no-loop"}
+	for _, o := range options {
+		args = append(args, "-o", o)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(pg.BinDir(), "pg_recvlogical"), args...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+pg.SuperuserPassword())
 	var out bytes.Buffer
 	cmd.Stdout = &out

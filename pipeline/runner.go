@@ -110,6 +110,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		case ctx.Err() != nil:
 			return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
+		case errors.Is(err, schema.ErrNoBinary) && r.cfg.Source.Advanced.PgoutputBinary == pgsrc.BinaryAuto && !r.stopping():
+			// A column added while binary streamed has a type pgkafka does
+			// not decode in binary: retried, the next session decides
+			// again, and streams text.
 		case r.stopping(), !Retryable(err):
 			return err
 		case !r.started() && !errors.Is(err, pgsrc.ErrSlotActive):
@@ -240,7 +244,11 @@ func (r *Runner) session(ctx context.Context) error {
 		}
 		r.log.Info("resuming from the checkpoint", "lsn", cp.LSN.String(), "partial", cp.Partial != nil)
 	}
-	src, err := pgsrc.StartReader(ctx, &cfg.Source, start, pgsrc.ReaderOptions{Messages: cfg.Messages.On()}, r.log.With("stage", "reader"))
+	binaryMode, err := r.pgoutputBinary(ctx, catalog, tables)
+	if err != nil {
+		return err
+	}
+	src, err := pgsrc.StartReader(ctx, &cfg.Source, start, pgsrc.ReaderOptions{Messages: cfg.Messages.On(), Binary: binaryMode}, r.log.With("stage", "reader"))
 	if err != nil {
 		return err
 	}
@@ -351,6 +359,9 @@ func (r *Runner) session(ctx context.Context) error {
 		backfills: backfills, plans: plans, pending: make(map[string]*chunkPlan),
 		synthetic: make(map[pgsrc.TableRef]*tableCodec), marksRef: marksRef, gate: gate,
 		toast: newToastReconciler(cfg, r.metrics, r.log.With("stage", "serializer")),
+	}
+	if binaryMode {
+		serializer.keyText = &keyText{}
 	}
 	defer r.closeLogged("TOAST reconciler's connection", serializer.toast.close)
 	producer := &producerStage{

@@ -63,6 +63,9 @@ type serializerStage struct {
 
 	// toast fills unchanged TOASTed values (toast.go).
 	toast *toastReconciler
+	// keyText renders binary key values as text (binary.go); nil when the
+	// stream is text.
+	keyText *keyText
 
 	before, after []schema.Datum
 	key           [][]byte
@@ -94,6 +97,11 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 	)
 	for cb := range in {
 		now := time.Now().UnixMilli()
+		if s.keyText != nil {
+			if err := s.keyText.render(ctx, s, cb); err != nil {
+				return err
+			}
+		}
 		s.toast.batch(cb.changes)
 		for i := range cb.changes {
 			ch := &cb.changes[i]
@@ -535,7 +543,7 @@ func (s *serializerStage) encodeError(tc *tableCodec, ch *pgsrc.Change, err erro
 func datums(buf []schema.Datum, vals []pgsrc.Value) []schema.Datum {
 	buf = buf[:0]
 	for _, v := range vals {
-		buf = append(buf, schema.Datum{Text: v.Data, Null: v.Kind == pgsrc.ValueNull, Unchanged: v.Kind == pgsrc.ValueUnchanged})
+		buf = append(buf, schema.Datum{Text: v.Data, Binary: v.Kind == pgsrc.ValueBinary, Null: v.Kind == pgsrc.ValueNull, Unchanged: v.Kind == pgsrc.ValueUnchanged})
 	}
 	return buf
 }

@@ -97,8 +97,9 @@ type toastEntry struct {
 }
 
 type toastCol struct {
-	idx int // the column's index in the relation
-	val []byte
+	idx  int  // the column's index in the relation
+	kind byte // pgsrc.ValueText, or pgsrc.ValueBinary when val is a binary pgoutput value
+	val  []byte
 }
 
 // toastTable is a table codec's handle on the reconciler.
@@ -296,7 +297,7 @@ func fill(tuple []pgsrc.Value, cols []toastCol, c prometheus.Counter) int {
 	n := 0
 	for _, col := range cols {
 		if col.idx < len(tuple) && tuple[col.idx].Kind == pgsrc.ValueUnchanged {
-			tuple[col.idx] = pgsrc.Value{Kind: pgsrc.ValueText, Data: col.val}
+			tuple[col.idx] = pgsrc.Value{Kind: col.kind, Data: col.val}
 			n++
 		}
 	}
@@ -442,7 +443,7 @@ func (r *toastReconciler) observe(tc *tableCodec, tuple []pgsrc.Value) {
 	}
 	big := false
 	for i := range tuple {
-		if tuple[i].Kind == pgsrc.ValueText && len(tuple[i].Data) >= toastMinBytes {
+		if isData(tuple[i].Kind) && len(tuple[i].Data) >= toastMinBytes {
 			big = true
 			break
 		}
@@ -472,8 +473,8 @@ func (r *toastReconciler) observe(tc *tableCodec, tuple []pgsrc.Value) {
 		v := tuple[c.idx]
 		switch {
 		case v.Kind == pgsrc.ValueUnchanged:
-		case v.Kind == pgsrc.ValueText && len(v.Data) >= toastMinBytes:
-			c.val = append(c.val[:0], v.Data...)
+		case isData(v.Kind) && len(v.Data) >= toastMinBytes:
+			c.val, c.kind = append(c.val[:0], v.Data...), v.Kind
 		default:
 			continue
 		}
@@ -482,10 +483,10 @@ func (r *toastReconciler) observe(tc *tableCodec, tuple []pgsrc.Value) {
 	clear(e.cols[len(cols):]) // the values dropped
 	for i := range tuple {
 		v := tuple[i]
-		if v.Kind != pgsrc.ValueText || len(v.Data) < toastMinBytes || holds(cols, i) {
+		if !isData(v.Kind) || len(v.Data) < toastMinBytes || holds(cols, i) {
 			continue
 		}
-		cols = append(cols, toastCol{idx: i, val: append([]byte(nil), v.Data...)})
+		cols = append(cols, toastCol{idx: i, kind: v.Kind, val: append([]byte(nil), v.Data...)})
 	}
 	e.cols = cols
 	size := int64(toastEntryOverhead + len(e.key))
@@ -501,6 +502,10 @@ func (r *toastReconciler) observe(tc *tableCodec, tuple []pgsrc.Value) {
 		r.remove(r.tail)
 	}
 }
+
+// isData tells a value that carries data: text, or binary (binary pgoutput,
+// source.advanced.pgoutputBinary).
+func isData(kind byte) bool { return kind == pgsrc.ValueText || kind == pgsrc.ValueBinary }
 
 func holds(cols []toastCol, idx int) bool {
 	for _, c := range cols {

@@ -78,6 +78,7 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 			nullable: col.Nullable,
 			mapping:  mapType(col.Type, ff),
 		}
+		cc.bin = binaryConv(col.Type, ff)
 		if col.HasDefault && !col.Nullable {
 			cc.def, _ = defaultJSON(&cc.mapping, col.Default) // "" when Avro cannot hold it
 		}
@@ -198,9 +199,15 @@ func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
 		case d.Null:
 			return dst[:n], c.colErr(cc, fmt.Errorf("key column: %w", ErrNull))
 		}
+		conv := cc.conv
+		if d.Binary {
+			if conv = cc.bin; conv == nil {
+				return dst[:n], c.colErr(cc, fmt.Errorf("binary %s: %w", cc.typ, ErrNoBinary))
+			}
+		}
 		var err error
-		if dst, err = cc.conv(dst, d.Text); err != nil {
-			return dst[:n], c.parseErr(cc, d.Text, err)
+		if dst, err = conv(dst, d.Text); err != nil {
+			return dst[:n], c.parseErr(cc, d, err)
 		}
 	}
 	return dst, nil
@@ -347,14 +354,20 @@ func (c *Codec) appendRow(dst []byte, row []Datum, zeroNulls bool) ([]byte, erro
 		if cc.nullable {
 			dst = append(dst, branch1)
 		}
+		conv := cc.conv
+		if d.Binary {
+			if conv = cc.bin; conv == nil {
+				return dst, c.colErr(cc, fmt.Errorf("binary %s: %w", cc.typ, ErrNoBinary))
+			}
+		}
 		var err error
-		if dst, err = cc.conv(dst, d.Text); err != nil {
+		if dst, err = conv(dst, d.Text); err != nil {
 			if err == errNonFiniteNull && cc.nullable {
 				// format.nonFiniteDecimal: null
 				dst = append(dst[:mark], branch0)
 				continue
 			}
-			return dst, c.parseErr(cc, d.Text, err)
+			return dst, c.parseErr(cc, d, err)
 		}
 	}
 	return dst, nil
@@ -364,8 +377,12 @@ func (c *Codec) colErr(cc *colCodec, err error) error {
 	return &ColumnError{Table: c.table, Column: cc.name, Type: cc.typ, Err: err}
 }
 
-func (c *Codec) parseErr(cc *colCodec, text []byte, err error) error {
-	return &ColumnError{Table: c.table, Column: cc.name, Type: cc.typ, Text: truncText(text), Parse: true, Err: err}
+func (c *Codec) parseErr(cc *colCodec, d *Datum, err error) error {
+	text := truncText(d.Text)
+	if d.Binary {
+		text = fmt.Sprintf("binary %x", d.Text[:min(len(d.Text), maxErrText/2)])
+	}
+	return &ColumnError{Table: c.table, Column: cc.name, Type: cc.typ, Text: text, Parse: true, Err: err}
 }
 
 func (c *Codec) rowLenErr(what string, got int) error {

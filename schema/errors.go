@@ -17,6 +17,9 @@ var (
 	// ErrKeyless reports AppendKey on a table without key columns; such
 	// records take a null Kafka key (see Codec.Keyed).
 	ErrKeyless = errors.New("table has no key columns")
+	// ErrNoBinary reports a binary pgoutput value of a type pgkafka does not
+	// decode in binary (see BinarySafe and BinaryKeyText).
+	ErrNoBinary = errors.New("no binary decoding for this type: set source.advanced.pgoutputBinary: off (or auto) and restart")
 )
 
 // UnavailableValue is Debezium's marker for an unchanged TOAST value that

@@ -15,8 +15,11 @@ type mapping struct {
 	// one definition per name).
 	named, avroRef string
 	conv           convFunc // text form to Avro binary
-	zero           []byte   // Avro binary of the type's zero value
-	unavailable    []byte   // Avro binary of the unavailable marker; nil: not representable
+	// bin is the binary (send format) form to the same Avro binary; nil
+	// when pgkafka does not decode the type's binary form.
+	bin         convFunc
+	zero        []byte // Avro binary of the type's zero value
+	unavailable []byte // Avro binary of the unavailable marker; nil: not representable
 }
 
 // schemaJSON returns the type's JSON for a schema whose named types so far

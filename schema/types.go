@@ -102,12 +102,15 @@ func (o Op) valid() bool {
 	return false
 }
 
-// Datum is one column's value in PostgreSQL text form.
+// Datum is one column's value in PostgreSQL text form, or in its type's
+// binary send format when Binary is set (binary pgoutput; see BinarySafe).
 //
 // Text is read during the Append call only and never retained.
 type Datum struct {
 	Text []byte
-	Null bool
+	// Binary marks Text as the binary send format of the column's type.
+	Binary bool
+	Null   bool
 	// Unchanged marks an unchanged TOAST value that pgoutput did not send.
 	Unchanged bool
 }

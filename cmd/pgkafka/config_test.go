@@ -40,6 +40,7 @@ format: {envelope: xml}
 `, args: []string{
 			"--set", "source.advanced.backfill_chunk_size=0",
 			"--set", "source.advanced.sslmode=bogus",
+			"--set", "source.advanced.pgoutputBinary=maybe",
 			"--set", "source.advanced.watermarksTable=nodot",
 			"--set", "kafka.compression=brotli",
 			"--set", "kafka.topics.partitions=-3",
@@ -48,6 +49,7 @@ format: {envelope: xml}
 		}, want: []string{
 			"source.advanced.backfill_chunk_size: must be at least 1",
 			`source.advanced.sslmode: "bogus" is not one of`,
+			`source.advanced.pgoutputBinary: "maybe" is not one of auto, on, off`,
 			"source.advanced.watermarksTable:",
 			"format.envelope:",
 			`kafka.compression: "brotli"`,
