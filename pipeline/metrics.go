@@ -43,46 +43,45 @@ const (
 func newMetrics() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
-	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkafka_records_total",
-		Help: "Records produced (committed or not), by topic and op (c, u, d, r, t; m for logical decoding messages; tombstones are not counted)."}, []string{"topic", "op"})
-	f(m.records)
-	m.transactions = prometheus.NewCounter(prometheus.CounterOpts{Name: "pgkafka_kafka_transactions_total",
-		Help: "Kafka transactions committed."})
-	f(m.transactions)
-	m.aborted = prometheus.NewCounter(prometheus.CounterOpts{Name: "pgkafka_kafka_transactions_aborted_total",
-		Help: "Kafka transactions aborted (a failed or hard-stopped session)."})
-	f(m.aborted)
-	m.committedLSN = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgkafka_committed_lsn",
-		Help: "The LSN of the last checkpoint Kafka committed, as a number."})
-	f(m.committedLSN)
-	m.commitTime = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgkafka_last_commit_timestamp_seconds",
-		Help: "When the last Kafka transaction committed (Unix time)."})
-	f(m.commitTime)
-	m.sessions = prometheus.NewCounter(prometheus.CounterOpts{Name: "pgkafka_sessions_total",
-		Help: "Capture sessions started (the first, and each retry or restart)."})
-	f(m.sessions)
-	m.failures = prometheus.NewCounter(prometheus.CounterOpts{Name: "pgkafka_session_failures_total",
-		Help: "Capture sessions that ended in an error."})
-	f(m.failures)
-	m.backfillRows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkafka_backfill_rows_total",
-		Help: "Rows read by backfills, by table."}, []string{"table"})
-	f(m.backfillRows)
-	m.backfillEstimated = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgkafka_backfill_estimated_rows",
-		Help: "The table's row estimate (pg_class.reltuples) when its backfill started."}, []string{"table"})
-	f(m.backfillEstimated)
-	m.backfillDone = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgkafka_backfill_done",
-		Help: "1 once the table's backfill has finished in this process, 0 while it runs."}, []string{"table"})
-	f(m.backfillDone)
-	m.backfillChunks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkafka_backfill_chunks_total",
-		Help: "Backfill chunks emitted, by table."}, []string{"table"})
-	f(m.backfillChunks)
-	m.toast = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkafka_toast_values_total",
-		Help: "Unchanged TOASTed values filled, by path: old_tuple (REPLICA IDENTITY FULL), cache, database, or unavailable (sent as the marker)."}, []string{"path"})
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		m.reg.MustRegister(c)
+		return c
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		m.reg.MustRegister(g)
+		return g
+	}
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		m.reg.MustRegister(c)
+		return c
+	}
+	gaugeVec := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+		m.reg.MustRegister(g)
+		return g
+	}
+	m.records = counterVec("pgkafka_records_total",
+		"Records produced (committed or not), by topic and op (c, u, d, r, t, m; tombstones are not counted).", "topic", "op")
+	m.transactions = counter("pgkafka_kafka_transactions_total", "Kafka transactions committed.")
+	m.aborted = counter("pgkafka_kafka_transactions_aborted_total", "Kafka transactions aborted (a failed or hard-stopped session).")
+	m.committedLSN = gauge("pgkafka_committed_lsn", "The LSN of the last checkpoint Kafka committed, as a number.")
+	m.commitTime = gauge("pgkafka_last_commit_timestamp_seconds", "When the last Kafka transaction committed (Unix time).")
+	m.sessions = counter("pgkafka_sessions_total", "Capture sessions started (the first, and each retry or restart).")
+	m.failures = counter("pgkafka_session_failures_total", "Capture sessions that ended in an error.")
+	m.backfillRows = counterVec("pgkafka_backfill_rows_total", "Rows read by backfills, by table.", "table")
+	m.backfillEstimated = gaugeVec("pgkafka_backfill_estimated_rows",
+		"The table's row estimate (pg_class.reltuples) when its backfill started.", "table")
+	m.backfillDone = gaugeVec("pgkafka_backfill_done",
+		"1 once the table's backfill has finished in this process, 0 while it runs.", "table")
+	m.backfillChunks = counterVec("pgkafka_backfill_chunks_total", "Backfill chunks read, by table.", "table")
+	m.toast = counterVec("pgkafka_toast_values_total",
+		"Unchanged TOASTed values filled, by path: old_tuple (REPLICA IDENTITY FULL), cache, database, or unavailable (sent as the marker).", "path")
 	for _, p := range []string{ToastOldTuple, ToastCache, ToastDatabase, ToastUnavailable} {
 		m.toast.WithLabelValues(p)
 	}
-	f(m.toast)
 	return m
 }
 
