@@ -2,69 +2,31 @@ package pipeline
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
-	"slices"
-	"strings"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
-	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
 	"github.com/pgkafka/pgkafka/schema"
 )
 
-// Backfills run while streaming, in the manner of Netflix's DBLog (DESIGN
-// §3). For each chunk the backfill stage finds the chunk's last key, hands
-// the serializer the chunk's plan, writes a low watermark, reads the chunk,
-// and writes a high watermark. In the WAL the serializer then sees:
-//
-//   - changes to rows behind the table's cursor: they pass;
-//   - changes to rows beyond it: dropped, the backfill reads them later;
-//   - between the watermarks, changes to rows of the chunk: they pass, and
-//     the chunk forgets those rows, whose state the change already gave;
-//   - at the high watermark, the chunk's remaining rows as 'r' records,
-//     and the cursor moves to the chunk's last key.
-//
-// So for every key, the records never step back to an older state, never
-// repeat a change, and end at the row's state. Everything from the low
-// watermark to the high one goes in one Kafka transaction with the
-// checkpoint holding the new cursor: a crash in between aborts it, and the
-// next session, not knowing the old watermarks, reads the chunk again.
-//
-// Tables without a key are read by ctid ranges and filter nothing (without
-// a key there is no per-key history to keep in order).
+// The backfill stage: its workers read the tables, chunk by chunk, and
+// hand each chunk to the serializer (chunk.go), whose dblog (dblog.go)
+// emits it in the stream.
 
-// Watermark values: "<prefix><chunk id>", and the re-backfill request
-// "pgkafka-backfill:<schema>.<table>[,...]" that `pgkafka backfill` (or an
-// operator, with an INSERT) writes.
-const (
-	lowMark      = "pgkafka-lw:"
-	highMark     = "pgkafka-hw:"
-	BackfillMark = "pgkafka-backfill:"
-)
+// progressEvery is how often the backfill logs its progress.
+const progressEvery = 5 * time.Second
 
-// tableBackfill is the serializer's view of one table being backfilled.
-type tableBackfill struct {
-	info  *pgsrc.Table
-	order *pgsrc.KeyOrder // nil: read by ctid
-	// cursor is the last key read (text values); nil before the first chunk.
-	cursor [][]byte
-	// ctid is the last ctid read of a keyless table.
-	ctid string
-	// windows are the chunks between their watermarks, in key order: at
-	// most two, the next opened while the last is read.
-	windows []*chunkPlan
-	done    bool
-	// chunkBytes sizes the next chunk's slab, from the last one's.
-	chunkBytes int
-	// chunkRows is how many rows the next chunk may hold so that its
-	// values stay within maxChunkBytes, from the last chunk's average row
-	// (0: no chunk read yet in this session).
-	chunkRows int
-}
+// arenaValues is how many values a block of a chunk's rows holds.
+const arenaValues = 1 << 14
 
 // Chunk byte limits. A chunk's rows are held twice until the serializer
 // emits it, as text in its slab and encoded, so backfill_chunk_size alone
@@ -77,308 +39,415 @@ const (
 	firstChunkRows = 8
 )
 
-// nextChunkRows is how many rows the table's next chunk reads: at most
-// chunkSize (source.advanced.backfill_chunk_size).
-func (b *tableBackfill) nextChunkRows(chunkSize int) int {
-	if b.chunkRows == 0 {
-		return min(chunkSize, firstChunkRows)
-	}
-	return min(chunkSize, b.chunkRows)
+// backfillStage reads the tables being backfilled, chunk by chunk, each
+// chunk between two watermark writes. Up to one table per scanner is read
+// at a time (source.advanced.backfill_parallelism); a table's chunks go in
+// key order, and the next chunk is read while the serializer emits the
+// last one. Its workers share the watermarks connection.
+type backfillStage struct {
+	scanners  []*pgsrc.Scanner // one per worker
+	jobs      []backfillJob
+	chunkSize int // source.advanced.backfill_chunk_size
+	plans     chan<- *chunkPlan
+	// lowMarksAwaited counts the low watermarks the workers wait to see
+	// opened (the reader hands its batches on at once meanwhile).
+	lowMarksAwaited *atomic.Int32
+	gate            *windowGate
+	prog            *backfillProgress
+	log             *slog.Logger
+
+	watermarksMu sync.Mutex
+	watermarks   *pgsrc.Watermarks
+
+	// finished is set when every table is backfilled, before run returns.
+	finished bool
 }
 
-// state is the checkpoint's view of the table.
-func (b *tableBackfill) state() offsets.TableState {
-	if b.done {
-		return offsets.TableState{State: offsets.StateStreaming}
+// run backfills every table until done, soft ends (after the chunks in
+// flight are emitted) or ctx ends.
+func (s *backfillStage) run(ctx, soft context.Context) error {
+	defer close(s.plans)
+	next := make(chan backfillJob, len(s.jobs))
+	for _, j := range s.jobs {
+		next <- j
 	}
-	st := offsets.TableState{State: offsets.StateBackfilling}
-	switch {
-	case b.order == nil && b.ctid != "":
-		st.Cursor, _ = json.Marshal(map[string]string{"ctid": b.ctid})
-	case b.cursor != nil:
-		vals := make([]string, len(b.cursor))
-		for i, v := range b.cursor {
-			vals[i] = string(v)
-		}
-		st.Cursor, _ = json.Marshal(vals)
+	close(next)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, sc := range s.scanners {
+		g.Go(func() error {
+			for j := range next {
+				if soft.Err() != nil || gctx.Err() != nil {
+					return nil
+				}
+				t := &tableReader{s: s, sc: sc, job: j}
+				if err := t.run(gctx, soft); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
-	return st
-}
-
-// parseCursor restores a cursor written by state.
-func (b *tableBackfill) parseCursor(raw json.RawMessage) error {
-	if len(raw) == 0 || string(raw) == "null" {
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if soft.Err() != nil {
 		return nil
 	}
-	if b.order == nil {
-		var c struct{ Ctid string }
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return fmt.Errorf("the ctid cursor %s of %s: %w", raw, b.info.Ref(), err)
-		}
-		b.ctid = c.Ctid
-		return nil
-	}
-	var vals []string
-	if err := json.Unmarshal(raw, &vals); err != nil || len(vals) != len(b.order.Columns()) {
-		return fmt.Errorf("the key cursor %s of %s does not fit its key (%s)", raw, b.info.Ref(), strings.Join(b.order.Columns(), ", "))
-	}
-	b.cursor = make([][]byte, len(vals))
-	for i, v := range vals {
-		b.cursor[i] = []byte(v)
-	}
+	s.log.Info("backfills finished")
+	s.finished = true
 	return nil
 }
 
-// passes reports whether a change to the row with key k (from the WAL)
-// passes (see the comment at the top of this file), noting a chunk row it
-// supersedes. A key that cannot be placed (a value its type cannot parse)
-// passes: better a change too many than one lost.
-func (b *tableBackfill) passes(k [][]byte) bool {
-	if b.done || b.order == nil {
-		return true
-	}
-	if b.cursor != nil {
-		if c, err := b.order.CompareChecked(k, b.cursor); err != nil || c <= 0 {
-			return true
-		}
-	}
-	// The open windows are contiguous, in key order, from the cursor.
-	for _, w := range b.windows {
-		in := w.end == nil
-		if !in {
-			c, err := b.order.CompareChecked(k, w.end)
-			in = err != nil || c <= 0
-		}
-		if in {
-			w.touched[keyString(k)] = struct{}{}
-			return true
-		}
-	}
-	return false
+// watermark writes a watermark; the workers share the connection.
+func (s *backfillStage) watermark(ctx context.Context, value string) error {
+	s.watermarksMu.Lock()
+	defer s.watermarksMu.Unlock()
+	return s.watermarks.Write(ctx, value)
 }
 
-// keyString is a map key for a key tuple.
-func keyString(k [][]byte) string {
-	var sb strings.Builder
-	for _, v := range k {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(v)))
-		sb.Write(n[:])
-		sb.Write(v)
-	}
-	return sb.String()
+// tableReader backfills one table with one scanner, in one worker's
+// goroutine, from the job's cursor to the table's end or until soft ends.
+type tableReader struct {
+	s    *backfillStage
+	sc   *pgsrc.Scanner
+	job  backfillJob
+	prog *tableProgress
+	// chunkRows is how many rows the next chunk may hold so that its
+	// values stay within maxChunkBytes, from the last chunk's average row
+	// (0: no chunk read yet in this session); chunkBytes sizes its slab.
+	chunkRows, chunkBytes int
+	// emitting is the last chunk read, which the serializer may still be
+	// emitting.
+	emitting *chunkPlan
+	lastLog  time.Time
 }
 
-// chunkPlan is one chunk, from the backfill stage to the serializer.
-type chunkPlan struct {
-	id    string
-	table pgsrc.TableRef
-	after [][]byte // exclusive start; nil from the first key
-	end   [][]byte // inclusive end; nil: the table's end (the last chunk)
-	full  bool     // false for the last chunk
-	ctid  string   // keyless: the ctid after which the chunk starts
-	limit int      // rows at most
-
-	// Filled by the backfill stage before it writes the high watermark,
-	// then ready is closed: the rows and their records (recs[i] is
-	// rows[i]'s, with a nil Value for a row its type cannot represent).
-	rows    [][]pgsrc.Value
-	slab    []byte
-	lastTID string
-	recs    []kgo.Record
-	enc     []byte
-	ready   chan struct{}
-
-	// opened is closed by the serializer when it sees the low watermark,
-	// once it has set tc, the codec of the chunk's rows.
-	opened chan struct{}
-	tc     *tableCodec
-
-	// touched is the serializer's: keys a change superseded in the window.
-	touched map[string]struct{}
-	// done is closed by the serializer once the chunk is emitted.
-	done chan struct{}
+// openedChunk is a chunk whose window is open, with the codec of its rows
+// (plan nil: soft stop while held at the gate), or why not.
+type openedChunk struct {
+	plan *chunkPlan
+	tc   *tableCodec
+	err  error
 }
 
-// onWatermark handles a write to the watermarks table: it opens or closes
-// a chunk's window. Watermarks of chunks this session did not plan (a
-// previous session's) are ignored.
-func (s *serializerStage) onWatermark(ctx context.Context, ch *pgsrc.Change, nowMs int64, rb *recordBatch) error {
-	if ch.Op != pgsrc.OpInsert && ch.Op != pgsrc.OpUpdate || ch.Rel == nil {
-		return nil
+// run reads the table. For a keyed table, chunk n+1 is planned and its
+// window opened while chunk n is read: the two windows are contiguous in
+// key order, and chunk n's high watermark precedes chunk n+1's in the WAL.
+func (t *tableReader) run(ctx, soft context.Context) error {
+	ref := t.job.info.Ref()
+	t.begin(ctx)
+	var cur openedChunk
+	if soft.Err() == nil {
+		cur = t.plan(ctx, soft, t.job.cursor, t.job.ctid)
 	}
-	var slot, mark string
-	for i, c := range ch.Rel.Columns {
-		if i >= len(ch.New) {
-			break
+	finished := false
+	for cur.plan != nil || cur.err != nil {
+		if cur.err != nil {
+			return fmt.Errorf("backfill of %s: %w", ref, cur.err)
 		}
-		switch c.Name {
-		case "slot":
-			slot = string(ch.New[i].Data)
-		case "watermark":
-			mark = string(ch.New[i].Data)
-		}
-	}
-	if slot != s.cfg.Source.Advanced.SlotName {
-		return nil
-	}
-	switch {
-	case strings.HasPrefix(mark, lowMark):
-		plan := s.plan(strings.TrimPrefix(mark, lowMark))
-		if plan == nil {
-			return nil
-		}
-		if b := s.backfills[plan.table]; b != nil {
-			tc, err := s.backfillCodec(ctx, b)
+		// A keyed table's next chunk is planned and opened while this one
+		// is read, so that reading goes on from one chunk to the next
+		// without waiting for the stream.
+		var next chan openedChunk
+		if t.job.order != nil && cur.plan.full && soft.Err() == nil {
+			np, err := t.newPlan(ctx, cur.plan.end, "") // on the scanner, before the read
 			if err != nil {
-				return err
+				return fmt.Errorf("backfill of %s: %w", ref, err)
 			}
-			plan.tc = tc
-			plan.touched = make(map[string]struct{})
-			b.windows = append(b.windows, plan)
-			s.windows++
-			if s.windows == 1 {
-				s.busySince = time.Now()
-			}
-			s.checkBusy()
-			close(plan.opened)
+			next = make(chan openedChunk, 1)
+			go func() { next <- t.open(ctx, soft, np) }()
 		}
-	case strings.HasPrefix(mark, highMark):
-		plan := s.plan(strings.TrimPrefix(mark, highMark))
-		if plan == nil {
-			return nil
+		res, err := t.read(ctx, cur.plan, cur.tc)
+		if err != nil {
+			return fmt.Errorf("backfill of %s: %w", ref, err)
 		}
-		return s.emitChunk(ctx, plan, rb)
-	case strings.HasPrefix(mark, BackfillMark):
-		s.requestBackfill(strings.TrimPrefix(mark, BackfillMark), rb)
+		if err := t.waitEmitted(ctx); err != nil {
+			return err
+		}
+		t.emitting = cur.plan
+		t.progress(len(res.rows))
+		switch {
+		case next != nil:
+			cur = <-next // plan nil: soft stop while held at the gate
+		case !res.more:
+			finished, cur = true, openedChunk{}
+		case soft.Err() != nil:
+			cur = openedChunk{}
+		default: // a keyless table: the next chunk starts after this one's last ctid
+			cur = t.plan(ctx, soft, nil, res.lastTID)
+		}
 	}
+	if err := t.waitEmitted(ctx); err != nil || !finished {
+		return err // nil: soft stop
+	}
+	t.prog.finish()
+	v := t.prog.view()
+	t.s.log.Info("backfill finished", "table", ref.String(), "rows", v.Rows, "took", v.Elapsed.Round(time.Millisecond).String())
 	return nil
 }
 
-// requestBackfill marks the bound tables named in a re-backfill request to
-// be read again from their start: the checkpoint of this transaction says
-// so, and the session restarts from it once it is committed (at the first
-// commit with no chunk window open), so the new session backfills them
-// while the others stream.
-func (s *serializerStage) requestBackfill(list string, rb *recordBatch) {
-	for _, name := range strings.Split(list, ",") {
-		ref, err := pgsrc.ParseTableRef(strings.TrimSpace(name))
-		if err != nil || s.bound[ref] == nil {
-			s.log.Warn("re-backfill request for a table not captured: ignored", "table", strings.TrimSpace(name))
-			continue
+// begin starts the table's progress, counting the rows behind a resumed
+// cursor as read, and warns of chunk queries that cannot walk an index.
+func (t *tableReader) begin(ctx context.Context) {
+	s, info := t.s, t.job.info
+	ref := info.Ref()
+	t.prog = s.prog.start(ref.String(), info.Estimated)
+	t.lastLog = time.Now()
+	resumed := t.job.cursor != nil || t.job.ctid != ""
+	if resumed && info.Estimated > 0 {
+		// Progress counts the rows behind the cursor as read. It is only
+		// progress: without the estimate the backfill goes on.
+		if left, err := t.sc.EstimateAfter(ctx, info, t.job.order, t.job.cursor, t.job.ctid); err != nil {
+			s.log.Warn("cannot estimate the rows behind the backfill's cursor: its progress counts from there", "table", ref.String(), "err", err)
+		} else {
+			t.prog.before.Store(max(0, info.Estimated-left))
 		}
-		if rb.tables == nil {
-			rb.tables = make(map[string]offsets.TableState)
-		}
-		rb.tables[ref.String()] = offsets.TableState{State: offsets.StateBackfilling}
-		s.restartPending = true
-		s.log.Info("re-backfill requested", "table", ref.String())
 	}
+	if t.job.order != nil {
+		if advice, err := t.sc.IndexAdvice(ctx, info, t.job.order, s.chunkSize); err != nil {
+			s.log.Warn("cannot plan the backfill's chunk queries", "table", ref.String(), "err", err)
+		} else if advice != "" {
+			s.log.Warn("the backfill's chunk queries sort the rest of the table each time: its key is text in a collation other than C, compared byte-wise; an index in that order makes each chunk an index walk",
+				"table", ref.String(), "sql", advice)
+		}
+	}
+	s.log.Info("backfilling", "table", ref.String(), "estimated_rows", info.Estimated, "resumed", resumed)
 }
 
-// plan returns the plan with the given id, taking the plans sent so far.
-func (s *serializerStage) plan(id string) *chunkPlan {
-	for {
-		select {
-		case p, ok := <-s.plans:
-			if !ok {
-				s.plans = nil
-				return s.pending[id]
-			}
-			s.pending[p.id] = p
-			continue
-		default:
-		}
-		return s.pending[id]
+// progress counts a chunk's rows and logs the table's progress every
+// progressEvery.
+func (t *tableReader) progress(rows int) {
+	t.prog.add(rows)
+	if time.Since(t.lastLog) < progressEvery {
+		return
 	}
+	t.lastLog = time.Now()
+	v := t.prog.view()
+	t.s.log.Info("backfill progress", "table", t.job.info.Ref().String(), "rows", v.Before+v.Rows, "percent", percent(v), "eta", eta(v))
 }
 
-// emitChunk closes a chunk's window: the records of its rows that no
-// change superseded go out ('r', encoded by the backfill stage), and the
-// table's cursor moves to the chunk's end.
-func (s *serializerStage) emitChunk(ctx context.Context, plan *chunkPlan, rb *recordBatch) error {
-	delete(s.pending, plan.id)
-	b := s.backfills[plan.table]
-	if b == nil || len(b.windows) == 0 || b.windows[0] != plan {
-		return nil // a window this session never opened
+// waitEmitted waits until the serializer has emitted the last chunk read.
+func (t *tableReader) waitEmitted(ctx context.Context) error {
+	if t.emitting == nil {
+		return nil
 	}
 	select {
-	case <-plan.ready:
+	case <-t.emitting.emitted:
+		t.emitting = nil
+		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-	b.windows = slices.Delete(b.windows, 0, 1)
-	s.windows--
-	if s.windows == 0 {
-		s.gate.open()
-		s.gap = true
+}
+
+// nextChunkRows is how many rows the table's next chunk reads: at most
+// chunkSize (source.advanced.backfill_chunk_size).
+func (t *tableReader) nextChunkRows() int {
+	if t.chunkRows == 0 {
+		return min(t.s.chunkSize, firstChunkRows)
 	}
-	s.checkBusy()
-	tc := plan.tc
-	check := b.order != nil && len(plan.touched) > 0
-	key := s.key[:0]
-	n := 0
-	rb.recs = slices.Grow(rb.recs, len(plan.recs))
-	for i := range plan.recs {
-		if plan.recs[i].Value == nil {
-			continue
+	return min(t.s.chunkSize, t.chunkRows)
+}
+
+// plan plans the chunk after the key after (or the ctid ctid) and opens
+// its window.
+func (t *tableReader) plan(ctx, soft context.Context, after [][]byte, ctid string) openedChunk {
+	plan, err := t.newPlan(ctx, after, ctid)
+	if err != nil {
+		return openedChunk{err: err}
+	}
+	return t.open(ctx, soft, plan)
+}
+
+// open opens a planned chunk's window (it does not use the scanner).
+func (t *tableReader) open(ctx, soft context.Context, plan *chunkPlan) openedChunk {
+	tc, err := t.s.open(ctx, soft, plan)
+	if err != nil || tc == nil {
+		return openedChunk{err: err}
+	}
+	return openedChunk{plan: plan, tc: tc}
+}
+
+// newPlan plans the chunk after the key after (or the ctid ctid): for a
+// keyed table, its end, which the scanner finds.
+func (t *tableReader) newPlan(ctx context.Context, after [][]byte, ctid string) (*chunkPlan, error) {
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	plan := newChunkPlan(hex.EncodeToString(id), t.job.info.Ref(), t.nextChunkRows())
+	plan.after, plan.ctid = after, ctid
+	if t.job.order != nil {
+		end, full, err := t.sc.ChunkEnd(ctx, t.job.info, t.job.order, after, plan.limit)
+		if err != nil {
+			return nil, err
 		}
-		if check {
-			key = key[:0]
-			for _, c := range tc.key {
-				key = append(key, plan.rows[i][c].Data)
-			}
-			if _, superseded := plan.touched[keyString(key)]; superseded {
-				continue
-			}
+		plan.end, plan.full = end, full
+	}
+	return plan, nil
+}
+
+// open hands the serializer the plan, writes its low watermark and waits
+// until the serializer has opened its window, returning the codec of the
+// chunk's rows. It returns a nil codec when soft ends while the gate holds
+// the chunk back.
+func (s *backfillStage) open(ctx, soft context.Context, plan *chunkPlan) (*tableCodec, error) {
+	if err := s.gate.wait(ctx); err != nil {
+		return nil, err
+	}
+	if soft.Err() != nil {
+		return nil, nil
+	}
+	if err := send(ctx, s.plans, plan); err != nil {
+		return nil, err
+	}
+	s.lowMarksAwaited.Add(1)
+	defer s.lowMarksAwaited.Add(-1)
+	if err := s.watermark(ctx, lowMark+plan.id); err != nil {
+		return nil, err
+	}
+	// Invariant: the chunk is read only after the serializer has seen the
+	// low watermark, in a snapshot that sees every transaction committed
+	// before it: a change the serializer dropped as beyond the cursor (it
+	// came before the low watermark) is then always in the chunk.
+	select {
+	case tc := <-plan.opened:
+		return tc, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// read reads an opened chunk, encoding its rows with tc as they come,
+// hands the result to the serializer and writes the high watermark.
+func (t *tableReader) read(ctx context.Context, plan *chunkPlan, tc *tableCodec) (*chunkResult, error) {
+	if err := t.sc.BeginConsistent(ctx); err != nil {
+		return nil, err
+	}
+	rows := plan.limit
+	res := &chunkResult{more: plan.full, slab: make([]byte, 0, t.chunkBytes), rows: make([][]pgsrc.Value, 0, rows)}
+	var arena []pgsrc.Value // the rows' values, allocated in blocks
+	enc := newChunkEncoder(res, tc, t.chunkBytes, rows)
+	collect := func(row []pgsrc.Value) error {
+		if err := enc.add(row); err != nil {
+			return err
 		}
-		s.toast.observe(tc, plan.rows[i])
-		rb.recs = append(rb.recs, plan.recs[i])
-		n++
+		if cap(arena)-len(arena) < len(row) {
+			arena = make([]pgsrc.Value, 0, max(len(row), arenaValues))
+		}
+		n := len(arena)
+		arena = arena[:n+len(row)]
+		res.rows = append(res.rows, res.keep(arena[n:n+len(row):n+len(row)], row))
+		return nil
 	}
-	s.key = key
-	tc.counts[schema.OpRead].Add(float64(n))
-	if b.order == nil {
-		b.ctid = plan.lastTID
-	} else if plan.end != nil {
-		b.cursor = plan.end
+	if t.job.order != nil {
+		if _, err := t.sc.ScanChunk(ctx, t.job.info, t.job.order, plan.after, plan.end, collect); err != nil {
+			return nil, err
+		}
+	} else {
+		last, n, err := t.sc.ScanCTID(ctx, t.job.info, plan.ctid, rows, func(_ string, row []pgsrc.Value) error { return collect(row) })
+		if err != nil {
+			return nil, err
+		}
+		res.lastTID, res.more = last, n == rows
 	}
-	b.done = !plan.full
-	if rb.tables == nil {
-		rb.tables = make(map[string]offsets.TableState)
+	if err := t.sc.End(ctx); err != nil {
+		return nil, err
 	}
-	rb.tables[plan.table.String()] = b.state()
-	close(plan.done)
+	if n := len(res.rows); n > 0 {
+		avg := max(1, len(res.slab)/n)
+		t.chunkRows = max(1, maxChunkBytes/avg)
+		t.chunkBytes = t.nextChunkRows() * avg * 9 / 8
+	}
+	plan.result <- res // capacity 1, sent once
+	return res, t.s.watermark(ctx, highMark+plan.id)
+}
+
+// keep copies row's values into the result's slab, the Value headers into
+// dst, and returns dst.
+func (r *chunkResult) keep(dst, row []pgsrc.Value) []pgsrc.Value {
+	start := len(r.slab)
+	for _, v := range row {
+		r.slab = append(r.slab, v.Data...)
+	}
+	off := start
+	for i, v := range row {
+		dst[i] = pgsrc.Value{Kind: v.Kind}
+		if v.Kind == pgsrc.ValueText || v.Kind == pgsrc.ValueBinary {
+			dst[i].Data = r.slab[off : off+len(v.Data) : off+len(v.Data)]
+			off += len(v.Data)
+		}
+	}
+	return dst
+}
+
+// eta and percent format a progress for the log.
+func eta(p TableProgress) string {
+	if d := p.ETA(); d >= 0 {
+		return d.Round(time.Second).String()
+	}
+	return "unknown"
+}
+
+func percent(p TableProgress) string {
+	if v := p.Percent(); v >= 0 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return "unknown"
+}
+
+// chunkEncoder encodes a chunk's rows as 'r' records with its codec as the
+// backfill stage reads them, so that encoding overlaps with PostgreSQL
+// sending the rest. A table's chunks are read, so encoded, one after the
+// other, and its codec serves no one else meanwhile.
+type chunkEncoder struct {
+	res   *chunkResult
+	tc    *tableCodec
+	ev    schema.Event
+	after []schema.Datum
+}
+
+func newChunkEncoder(res *chunkResult, tc *tableCodec, chunkBytes, chunkSize int) *chunkEncoder {
+	e := &chunkEncoder{res: res, tc: tc, ev: schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}}
+	e.ev.NowMs = time.Now().UnixMilli()
+	e.ev.TsMs = e.ev.NowMs
+	res.recs = make([]kgo.Record, 0, chunkSize)
+	res.enc = make([]byte, 0, chunkBytes+chunkSize*encodedRowOverhead(tc))
+	return e
+}
+
+// add encodes row, which it does not keep; a row its type cannot
+// represent gets a record with a nil Value.
+func (e *chunkEncoder) add(row []pgsrc.Value) error {
+	res, tc := e.res, e.tc
+	if len(row) != len(tc.rel.Columns) {
+		return fmt.Errorf("a row of %d columns for %d: the table changed during the backfill; the next session reads it again", len(row), len(tc.rel.Columns))
+	}
+	e.after = datums(e.after, row)
+	e.ev.After = e.after
+	var key []byte
+	var err error
+	if tc.codec.Keyed() {
+		off := len(res.enc)
+		if res.enc, err = tc.codec.AppendKey(res.enc, e.after); err != nil {
+			return fmt.Errorf("encoding the key of a row: %w", err)
+		}
+		key = res.enc[off:len(res.enc):len(res.enc)]
+	}
+	off := len(res.enc)
+	res.enc, err = tc.codec.AppendValue(res.enc, &e.ev)
+	switch {
+	case errors.Is(err, schema.ErrNotRepresentable):
+		res.enc = res.enc[:off]
+		res.recs = append(res.recs, kgo.Record{})
+	case err != nil:
+		return fmt.Errorf("encoding a row: %w", err)
+	default:
+		res.recs = append(res.recs, kgo.Record{Topic: tc.topic, Key: key, Value: res.enc[off:len(res.enc):len(res.enc)]})
+	}
 	return nil
 }
 
-// checkBusy closes the gate when chunk windows have been open without a
-// break for longer than a transaction window: the producer can commit
-// only where none is open.
-func (s *serializerStage) checkBusy() {
-	if s.windows > 0 && time.Since(s.busySince) > s.cfg.Kafka.TransactionWindow {
-		s.gate.close()
-	}
-}
-
-// backfillCodec returns the codec of a table as the catalog describes it,
-// for backfilled rows (which may come before any Relation message).
-func (s *serializerStage) backfillCodec(ctx context.Context, b *tableBackfill) (*tableCodec, error) {
-	ref := b.info.Ref()
-	if tc := s.synthetic[ref]; tc != nil {
-		return tc, nil
-	}
-	rel := &pgsrc.Relation{Namespace: ref.Schema, Name: ref.Name, ReplicaIdentity: b.info.ReplicaIdentity}
-	for _, c := range b.info.Columns {
-		if !c.Sent() {
-			continue // generated, or not in the publication's column list: pgoutput does not send them either
-		}
-		rel.Columns = append(rel.Columns, pgsrc.RelationColumn{Name: c.Name, TypeOID: c.Type.OID, TypeMod: c.Typmod})
-	}
-	tc, err := s.build(ctx, rel)
-	if err != nil {
-		return nil, err
-	}
-	s.synthetic[ref] = tc
-	return tc, nil
-}
+// encodedRowOverhead is about how many bytes a row's record takes beyond
+// its values' text: the envelope, source block and key.
+func encodedRowOverhead(tc *tableCodec) int { return 160 + 8*len(tc.rel.Columns) }

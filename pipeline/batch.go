@@ -25,10 +25,10 @@ const (
 type walBatch struct {
 	slab []byte
 	msgs []walMsg
-	// advance, in a batch without messages, is a position the server
+	// idleLSN, in a batch without messages, is a position the server
 	// reported while nothing read was on its way to Kafka: checkpointing
 	// it lets the slot follow an idle or filtered database.
-	advance pglogrepl.LSN
+	idleLSN pglogrepl.LSN
 }
 
 type walMsg struct {
@@ -51,7 +51,7 @@ type changeBatch struct {
 	wal     *walBatch
 	changes []pgsrc.Change
 	vals    []pgsrc.Value
-	advance pglogrepl.LSN
+	idleLSN pglogrepl.LSN // see walBatch.idleLSN
 }
 
 // recordBatch is a run of records in WAL order, cut only between two
@@ -60,7 +60,7 @@ type recordBatch struct {
 	recs []kgo.Record
 	slab []byte
 	// commitLSN is the end LSN of the last PostgreSQL transaction the batch
-	// completes (0 if none), or an idle position (see walBatch.advance):
+	// completes (0 if none), or an idle position (see walBatch.idleLSN):
 	// once Kafka holds the batch and everything before, the checkpoint, and
 	// then the slot, may move up to it. commitTime is that transaction's.
 	commitLSN  pglogrepl.LSN
@@ -69,9 +69,10 @@ type recordBatch struct {
 	// far into it the batch's records go.
 	partial bool
 	tx      txProgress
-	// hold is set while a backfill chunk's window is open: the Kafka
-	// transaction must not commit before its high watermark.
-	hold bool
+	// inWindow is set when the batch ends while a backfill chunk's window
+	// is open: the Kafka transaction must not commit before its high
+	// watermark.
+	inWindow bool
 	// tables holds the tables whose backfill state changed.
 	tables map[string]offsets.TableState
 	// restart asks for a new session once the batch is committed (a

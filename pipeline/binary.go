@@ -49,7 +49,7 @@ func (r *Runner) pgoutputBinary(ctx context.Context, catalog *pgsrc.Catalog, tab
 	}
 	for i := range tables {
 		t := &tables[i]
-		for _, name := range keyNames(t) {
+		for _, name := range t.KeyColumns {
 			for j := range t.Columns {
 				c := &t.Columns[j]
 				if c.Name != name {
@@ -77,15 +77,6 @@ func (r *Runner) pgoutputBinary(ctx context.Context, catalog *pgsrc.Catalog, tab
 	return false, nil
 }
 
-// keyNames are the columns that key t's records: the primary key, else
-// the replica identity index.
-func keyNames(t *pgsrc.Table) []string {
-	if len(t.PrimaryKey) == 0 && t.ReplicaIdentity == 'i' {
-		return t.IdentityIndex
-	}
-	return t.PrimaryKey
-}
-
 // keyText renders the binary key values of a batch's row changes as text,
 // in its own slab (the changes' values alias the WAL slab, which cannot
 // grow): the rest of the serializer sees text keys, as in text mode.
@@ -108,7 +99,7 @@ type relKeys struct {
 const keyTextSlab = 64 << 10
 
 // render rewrites the binary key values of cb's row changes as text.
-func (k *keyText) render(ctx context.Context, s *serializerStage, cb *changeBatch) error {
+func (k *keyText) render(ctx context.Context, c *codecs, cb *changeBatch) error {
 	for i := range cb.changes {
 		ch := &cb.changes[i]
 		switch ch.Op {
@@ -116,7 +107,7 @@ func (k *keyText) render(ctx context.Context, s *serializerStage, cb *changeBatc
 		default:
 			continue
 		}
-		rk, err := k.keys(ctx, s, ch.Rel)
+		rk, err := k.keys(ctx, c, ch.Rel)
 		if err != nil {
 			return err
 		}
@@ -147,7 +138,7 @@ func (k *keyText) render(ctx context.Context, s *serializerStage, cb *changeBatc
 }
 
 // keys returns the key columns of rel when its table is captured.
-func (k *keyText) keys(ctx context.Context, s *serializerStage, rel *pgsrc.Relation) (*relKeys, error) {
+func (k *keyText) keys(ctx context.Context, c *codecs, rel *pgsrc.Relation) (*relKeys, error) {
 	if k.last != nil && k.last.rel == rel {
 		return k.last, nil
 	}
@@ -157,13 +148,13 @@ func (k *keyText) keys(ctx context.Context, s *serializerStage, rel *pgsrc.Relat
 	}
 	rk := &relKeys{rel: rel}
 	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
-	if info := s.bound[ref]; info != nil {
-		for _, name := range keyNames(info) {
+	if info := c.bound[ref]; info != nil {
+		for _, name := range info.KeyColumns {
 			for i, rc := range rel.Columns {
 				if rc.Name != name {
 					continue
 				}
-				t, err := s.catalog.Type(ctx, rc.TypeOID)
+				t, err := c.catalog.Type(ctx, rc.TypeOID)
 				if err != nil {
 					return nil, fmt.Errorf("type of key column %q of %s: %w", rc.Name, ref, err)
 				}

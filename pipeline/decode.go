@@ -15,7 +15,7 @@ type decoderStage struct {
 func (s *decoderStage) run(ctx context.Context, in <-chan *walBatch, out chan<- *changeBatch) error {
 	defer close(out)
 	for b := range in {
-		cb := &changeBatch{wal: b, changes: make([]pgsrc.Change, 0, len(b.msgs)), vals: make([]pgsrc.Value, 0, 8*len(b.msgs)), advance: b.advance}
+		cb := &changeBatch{wal: b, changes: make([]pgsrc.Change, 0, len(b.msgs)), vals: make([]pgsrc.Value, 0, 8*len(b.msgs)), idleLSN: b.idleLSN}
 		var ch pgsrc.Change
 		for _, m := range b.msgs {
 			var err error

@@ -16,7 +16,7 @@ import (
 // to the message topic.
 //
 // Exactly once: a transactional message is a change of its transaction,
-// counted and skipped on resume like a row change (serializerStage.run). A
+// counted and skipped on resume like a row change (serializerStage.change). A
 // non-transactional one comes outside any transaction, when PostgreSQL
 // reads it; its LSN is the end of its WAL record, which a checkpoint may
 // hold as it holds a commit's end: the stream is in WAL order, so every
@@ -90,14 +90,4 @@ func (s *serializerStage) encodeMessage(ch *pgsrc.Change, nowMs int64, rb *recor
 	rb.slab = m.codec.AppendValue(rb.slab, &ev)
 	rb.recs = append(rb.recs, kgo.Record{Topic: m.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]})
 	m.records.Inc()
-}
-
-// messageInKafka tells, from the checkpoint resumed from, whether a
-// non-transactional message is in Kafka already.
-//
-// Invariant: a message at or below the checkpoint is never produced twice.
-// PostgreSQL does not send it again when started at its LSN; this guards
-// the same for a checkpoint past it.
-func (s *serializerStage) messageInKafka(lsn uint64) bool {
-	return s.resume != nil && lsn <= uint64(s.resume.LSN)
 }

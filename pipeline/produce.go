@@ -65,7 +65,7 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 	if next == nil {
 		next = &offsets.Checkpoint{}
 	}
-	if len(b.recs) == 0 && !b.partial && !b.hold && b.tables == nil && b.commitLSN <= next.LSN {
+	if len(b.recs) == 0 && !b.partial && !b.inWindow && b.tables == nil && b.commitLSN <= next.LSN {
 		return true, nil // nothing new to write or to checkpoint
 	}
 	if err := s.client.BeginTransaction(); err != nil {
@@ -103,7 +103,7 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 				next.Tables[t] = st
 			}
 		}
-		hold = b.hold
+		hold = b.inWindow
 		restart = restart || b.restart
 	}
 	add(b)

@@ -159,7 +159,7 @@ func (s *readerStage) advanceIdle(out chan<- *walBatch, now time.Time) {
 		return
 	}
 	select {
-	case out <- &walBatch{advance: s.keepaliveEnd}:
+	case out <- &walBatch{idleLSN: s.keepaliveEnd}:
 		s.advanced, s.lastAdvance = s.keepaliveEnd, now
 	default: // the pipeline is busy: not idle after all
 	}

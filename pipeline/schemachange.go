@@ -11,29 +11,30 @@ import (
 
 // Schema changes mid-stream. pgoutput sends a new Relation message after an
 // ALTER TABLE (and whenever its cache of the table was invalidated); the
-// serializer builds a codec for the new shape, whose schemas the registry
-// checks against the subjects' latest versions (schema.Registry.Register).
+// serializer's codecs (codecs.go) build a codec for the new shape, whose
+// schemas the registry checks against the subjects' latest versions
+// (schema.Registry.Register).
 // Records encoded before the message keep their codec's schema ids.
 
 // refresh returns the catalog's description of rel's table, read again
 // when rel does not match info: a column info lacks, or whose type or
 // typmod differs (ALTER COLUMN TYPE keeps the name), or a Relation message
 // after the first of the session (a DDL that changes none of those, such as
-// SET NOT NULL). The new description replaces the serializer's; the one it
-// was handed is left as is (the backfill stage reads it). renamed maps the
-// new name of each column renamed since info to its former name, matched by
-// attnum (which PostgreSQL never reuses).
-func (s *serializerStage) refresh(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.Table) (_ *pgsrc.Table, renamed map[string]string, _ error) {
+// SET NOT NULL). The new description replaces the one the codecs hold;
+// the one it was handed is left as is (the backfill stage reads it).
+// renamed maps the new name of each column renamed since info to its
+// former name, matched by attnum (which PostgreSQL never reuses).
+func (c *codecs) refresh(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.Table) (_ *pgsrc.Table, renamed map[string]string, _ error) {
 	if !stale(rel, info) {
 		return info, nil, nil
 	}
 	ref := info.Ref()
-	fresh, err := s.catalog.Discover(ctx, []pgsrc.TableRef{ref})
+	fresh, err := c.catalog.Discover(ctx, []pgsrc.TableRef{ref})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the catalog of %s after a change of its shape: %w", ref, err)
 	}
 	next := &fresh[0]
-	if err := next.CheckPublished(s.cfg.Source.Advanced.PublicationName); err != nil {
+	if err := next.CheckPublished(c.cfg.Source.Advanced.PublicationName); err != nil {
 		return nil, nil, fmt.Errorf("reading the catalog of %s after a change of its shape: %w", ref, err)
 	}
 	byPos := make(map[int]string, len(info.Columns))
@@ -48,10 +49,10 @@ func (s *serializerStage) refresh(ctx context.Context, rel *pgsrc.Relation, info
 			renamed[c.Name] = old
 		}
 	}
-	if s.bound[ref] == info {
-		s.bound[ref] = next
+	if c.bound[ref] == info {
+		c.bound[ref] = next
 	}
-	s.log.Debug("catalog read again", "table", ref.String(), "relation_version", rel.Version, "renamed", len(renamed))
+	c.log.Debug("catalog read again", "table", ref.String(), "relation_version", rel.Version, "renamed", len(renamed))
 	return next, renamed, nil
 }
 
@@ -83,19 +84,19 @@ func columnIndex(t *pgsrc.Table, name string) int {
 
 // registerError adds to a registration failure the commit LSN of the
 // transaction whose Relation message brought the new shape.
-func (s *serializerStage) registerError(ref pgsrc.TableRef, err error) error {
+func (c *codecs) registerError(ref pgsrc.TableRef, err error) error {
 	var inc *schema.IncompatibleError
-	if errors.As(err, &inc) && s.relLSN != 0 {
-		return fmt.Errorf("schema change of %s in the transaction committing at LSN %s: %w", ref, s.relLSN, err)
+	if errors.As(err, &inc) && c.shapeLSN != 0 {
+		return fmt.Errorf("schema change of %s in the transaction committing at LSN %s: %w", ref, c.shapeLSN, err)
 	}
 	return fmt.Errorf("registering the schema of %s: %w", ref, err)
 }
 
 // warnForced reports the schemas registered although not BACKWARD
 // compatible (schemaRegistry.onIncompatible: register).
-func (s *serializerStage) warnForced(ref pgsrc.TableRef, forced []schema.Incompatibility) {
+func (c *codecs) warnForced(ref pgsrc.TableRef, forced []schema.Incompatibility) {
 	for _, in := range forced {
-		s.log.Warn("INCOMPATIBLE SCHEMA CHANGE registered: the subject's compatibility is now NONE, and consumers holding the new schema cannot read the records written before it (schemaRegistry.onIncompatible: register)",
-			"table", ref.String(), "subject", in.Subject, "against_version", in.Version, "fields", in.Problems, "commit_lsn", s.relLSN.String())
+		c.log.Warn("INCOMPATIBLE SCHEMA CHANGE registered: the subject's compatibility is now NONE, and consumers holding the new schema cannot read the records written before it (schemaRegistry.onIncompatible: register)",
+			"table", ref.String(), "subject", in.Subject, "against_version", in.Version, "fields", in.Problems, "commit_lsn", c.shapeLSN.String())
 	}
 }

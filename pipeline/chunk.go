@@ -1,0 +1,120 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgkafka/pgkafka/pgsrc"
+)
+
+// The handover of one backfill chunk between the backfill stage
+// (backfill.go), which reads it, and the serializer's dblog (dblog.go),
+// which emits it in the stream. Every value crosses in one direction
+// only, and is not touched again by its sender:
+//
+//	backfill stage                         serializer (dblog)
+//	  chunkPlan ──────────── plans ─────────▶ (waits for its low watermark)
+//	  low watermark ─────── WAL ────────────▶ window opened
+//	  (reads the chunk) ◀──── opened ──────── the codec of its rows
+//	  chunkResult ────────── result ────────▶
+//	  high watermark ────── WAL ────────────▶ rows emitted, cursor moved
+//	  (next chunk of the table) ◀── emitted ─ closed
+
+// Watermark values: "<prefix><chunk id>", and the re-backfill request
+// "pgkafka-backfill:<schema>.<table>[,...]" that `pgkafka backfill` (or an
+// operator, with an INSERT) writes.
+const (
+	lowMark      = "pgkafka-lw:"
+	highMark     = "pgkafka-hw:"
+	BackfillMark = "pgkafka-backfill:"
+)
+
+// chunkPlan is one chunk, planned by the backfill stage; its fields are
+// set before it is sent and never written after.
+type chunkPlan struct {
+	id    string
+	table pgsrc.TableRef
+	after [][]byte // exclusive start; nil from the first key
+	end   [][]byte // inclusive end; nil: the table's end (the last chunk)
+	full  bool     // a keyed table: chunks follow this one
+	ctid  string   // keyless: the ctid after which the chunk starts
+	limit int      // rows at most
+
+	// opened carries the codec of the chunk's rows from the serializer,
+	// sent when it sees the low watermark (capacity 1).
+	opened chan *tableCodec
+	// result carries the rows read from the backfill stage, sent before
+	// it writes the high watermark (capacity 1).
+	result chan *chunkResult
+	// emitted is closed by the serializer once the chunk is emitted.
+	emitted chan struct{}
+}
+
+func newChunkPlan(id string, table pgsrc.TableRef, limit int) *chunkPlan {
+	return &chunkPlan{id: id, table: table, limit: limit,
+		opened: make(chan *tableCodec, 1), result: make(chan *chunkResult, 1), emitted: make(chan struct{})}
+}
+
+// chunkResult is a chunk as read, from the backfill stage to the
+// serializer: the rows and their records (recs[i] is rows[i]'s, with a
+// nil Value for a row its type cannot represent).
+type chunkResult struct {
+	rows [][]pgsrc.Value // values alias slab
+	slab []byte
+	recs []kgo.Record // keys and values alias enc
+	enc  []byte
+	// more: chunks follow this one (a keyless table's chunk that read its
+	// limit; a keyed table's plan says so itself).
+	more bool
+	// lastTID is the ctid of a keyless table's last row read.
+	lastTID string
+}
+
+// windowGate keeps a Kafka transaction from being held open for ever by
+// the windows of tables backfilled in parallel. The producer commits only
+// where no window is open; the serializer closes the gate when windows
+// have stayed open longer than a transaction window, and new chunks wait
+// at it (before their low watermark) until the open ones have closed.
+type windowGate struct {
+	mu     sync.Mutex
+	closed chan struct{} // non-nil while closed
+}
+
+func newWindowGate() *windowGate { return &windowGate{} }
+
+// close makes new chunks wait.
+func (g *windowGate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+}
+
+// open lets waiting chunks go.
+func (g *windowGate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed != nil {
+		close(g.closed)
+		g.closed = nil
+	}
+}
+
+// wait returns once the gate is open.
+func (g *windowGate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	c := g.closed
+	g.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

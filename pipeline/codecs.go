@@ -1,0 +1,240 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/schema"
+)
+
+// codecs resolves each relation to the codec of its current shape: it
+// describes the table for the schema package (reading the catalog again
+// when the shape changed, schemachange.go), registers the schemas, which
+// the registry checks for compatibility, and keeps one codec per relation.
+// It is the serializer's: only its goroutine calls it.
+type codecs struct {
+	cfg      *Config
+	catalog  *pgsrc.Catalog
+	registry *schema.Registry
+	source   schema.Source
+	toast    *toastReconciler // hands each codec its TOAST cache handle
+	metrics  *Metrics
+	log      *slog.Logger
+
+	// watermarks is the watermarks table, which is not captured.
+	watermarks pgsrc.TableRef
+	// bound describes each captured table, as last read from the catalog.
+	bound map[pgsrc.TableRef]*pgsrc.Table
+	// byRelation holds, per relation ID, the codec of its latest shape.
+	byRelation map[uint32]*tableCodec
+	// backfilled holds, per table, the codec of the rows its backfill
+	// reads, from the catalog (they may come before any Relation message).
+	backfilled map[pgsrc.TableRef]*tableCodec
+	// shapeLSN is the commit LSN of the transaction whose Relation message
+	// is being handled, for the reports of a schema change; 0 outside.
+	shapeLSN pglogrepl.LSN
+}
+
+func newCodecs(cfg *Config, catalog *pgsrc.Catalog, registry *schema.Registry, source schema.Source,
+	bound map[pgsrc.TableRef]*pgsrc.Table, toast *toastReconciler, metrics *Metrics, log *slog.Logger) *codecs {
+	return &codecs{cfg: cfg, catalog: catalog, registry: registry, source: source, toast: toast, metrics: metrics, log: log,
+		watermarks: cfg.Source.Watermarks(), bound: bound,
+		byRelation: make(map[uint32]*tableCodec), backfilled: make(map[pgsrc.TableRef]*tableCodec)}
+}
+
+// tableCodec is a relation in one shape. A nil codec means the relation is
+// not captured (not bound, or the watermarks table).
+type tableCodec struct {
+	ref        pgsrc.TableRef
+	rel        *pgsrc.Relation
+	codec      *schema.Codec
+	key        []int // key column indexes
+	topic      string
+	compacted  bool
+	watermarks bool        // the watermarks table
+	counts     *opCounters // records by op, in metrics
+	toast      toastTable
+}
+
+// captured reports whether ref is a captured table.
+func (c *codecs) captured(ref pgsrc.TableRef) bool { return c.bound[ref] != nil }
+
+// of returns the codec of rel's current shape, building it (and
+// registering its schemas) the first time that shape is seen.
+func (c *codecs) of(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, error) {
+	if tc := c.byRelation[rel.ID]; tc != nil && tc.rel == rel {
+		return tc, nil
+	}
+	tc, err := c.build(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	c.byRelation[rel.ID] = tc
+	return tc, nil
+}
+
+// onRelation builds the codec of the shape a Relation message announces,
+// in the transaction committing at commitLSN.
+func (c *codecs) onRelation(ctx context.Context, rel *pgsrc.Relation, commitLSN pglogrepl.LSN) error {
+	c.shapeLSN = commitLSN // pgoutput sends Relation messages at LSN 0
+	defer func() { c.shapeLSN = 0 }()
+	_, err := c.of(ctx, rel)
+	return err
+}
+
+// forBackfill returns the codec of a table as the catalog describes it,
+// for backfilled rows.
+func (c *codecs) forBackfill(ctx context.Context, info *pgsrc.Table) (*tableCodec, error) {
+	ref := info.Ref()
+	if tc := c.backfilled[ref]; tc != nil {
+		return tc, nil
+	}
+	rel := &pgsrc.Relation{Namespace: ref.Schema, Name: ref.Name, ReplicaIdentity: info.ReplicaIdentity}
+	for _, col := range info.Columns {
+		if !col.Sent() {
+			continue // generated, or not in the publication's column list: pgoutput does not send them either
+		}
+		rel.Columns = append(rel.Columns, pgsrc.RelationColumn{Name: col.Name, TypeOID: col.Type.OID, TypeMod: col.Typmod})
+	}
+	tc, err := c.build(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	c.backfilled[ref] = tc
+	return tc, nil
+}
+
+// build makes the codec of rel (and registers its schemas).
+func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, error) {
+	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
+	tc := &tableCodec{ref: ref, rel: rel, watermarks: ref == c.watermarks}
+	info := c.bound[ref]
+	if info == nil {
+		return tc, nil
+	}
+	st, err := c.schemaTable(ctx, rel, info)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.registry.Inherit(ctx, &st); err != nil {
+		return nil, fmt.Errorf("reading the registered schema of %s: %w", ref, err)
+	}
+	codec, err := schema.NewCodec(st, c.cfg.Format, c.source)
+	if err != nil {
+		return nil, fmt.Errorf("building the schema of %s: %w", ref, err)
+	}
+	forced, err := c.registry.Register(ctx, codec)
+	if err != nil {
+		return nil, c.registerError(ref, err)
+	}
+	c.warnForced(ref, forced)
+	tc.codec, tc.topic, tc.key = codec, st.Topic, st.Key
+	tc.compacted = isCompacted(c.cfg.Kafka.Topics.Config)
+	tc.counts = c.metrics.opCounters(tc.topic)
+	tc.toast = c.toast.table(info, rel)
+	c.log.Debug("relation", "table", ref.String(), "version", rel.Version, "topic", tc.topic)
+	return tc, nil
+}
+
+// schemaTable describes rel for the schema package: column types from the
+// catalog, re-read when rel no longer matches it (schemachange.go: a column
+// added, renamed or of another type, or any later Relation message), key
+// from the table's key columns. A column added with a default PostgreSQL
+// gives older rows carries it; a renamed one, its former name.
+func (c *codecs) schemaTable(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.Table) (schema.Table, error) {
+	ref := info.Ref()
+	info, renamed, err := c.refresh(ctx, rel, info)
+	if err != nil {
+		return schema.Table{}, err
+	}
+	cols := columnsByName(info)
+	st := schema.Table{
+		Topic:     c.cfg.TopicFor(ref),
+		Namespace: c.cfg.Kafka.TopicPrefix + "." + ref.Schema + "." + ref.Name,
+		Schema:    ref.Schema,
+		Name:      ref.Name,
+	}
+	for _, rc := range rel.Columns {
+		col, err := c.schemaColumn(ctx, ref, rc, cols[rc.Name])
+		if err != nil {
+			return schema.Table{}, err
+		}
+		if old, ok := renamed[rc.Name]; ok {
+			col.Aliases = []string{old}
+		}
+		st.Columns = append(st.Columns, col)
+	}
+	for _, name := range info.KeyColumns {
+		for i, rc := range rel.Columns {
+			if rc.Name == name {
+				st.Key = append(st.Key, i)
+			}
+		}
+	}
+	return st, nil
+}
+
+// schemaColumn describes a column of rel: its type is the catalog's c when
+// they agree, else the type the Relation message names.
+func (c *codecs) schemaColumn(ctx context.Context, ref pgsrc.TableRef, rc pgsrc.RelationColumn, col *pgsrc.Column) (schema.Column, error) {
+	var t *pgsrc.Type
+	mod := rc.TypeMod
+	known := col != nil && col.Type.OID == rc.TypeOID
+	if known {
+		var dmod int32
+		t, dmod = col.Resolved()
+		if col.Type.Kind == pgsrc.KindDomain {
+			mod = dmod
+		}
+	} else {
+		var err error
+		if t, err = c.catalog.Type(ctx, rc.TypeOID); err != nil {
+			return schema.Column{}, fmt.Errorf("type of column %q of %s: %w", rc.Name, ref, err)
+		}
+		var dmod int32
+		if t, dmod = t.Resolved(); dmod != -1 {
+			mod = dmod
+		}
+	}
+	sc := schema.Column{
+		Name:     rc.Name,
+		Type:     schemaType(t, mod),
+		Nullable: col == nil || !col.NotNull,
+	}
+	if known && col.HasMissing {
+		sc.Default, sc.HasDefault = col.Missing, true
+	}
+	return sc, nil
+}
+
+func columnsByName(t *pgsrc.Table) map[string]*pgsrc.Column {
+	m := make(map[string]*pgsrc.Column, len(t.Columns))
+	for i := range t.Columns {
+		m[t.Columns[i].Name] = &t.Columns[i]
+	}
+	return m
+}
+
+func schemaType(t *pgsrc.Type, typmod int32) schema.Type {
+	st := schema.Type{OID: t.OID, Name: t.Name, Category: t.Category, Typmod: typmod}
+	if t.Elem != nil {
+		// The array's typmod is its elements' (numeric(10,2)[]); a domain
+		// element (cents[], cents a domain over numeric(6,2)) has its own.
+		e, emod := t.Elem.Resolved()
+		if emod == -1 {
+			emod = typmod
+		}
+		et := schemaType(e, emod)
+		st.Elem = &et
+	}
+	return st
+}
+
+func isCompacted(topicConfig map[string]string) bool {
+	return strings.Contains(topicConfig["cleanup.policy"], "compact")
+}
