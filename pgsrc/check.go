@@ -375,15 +375,11 @@ func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult
 // indexAdvice is Scanner.IndexAdvice for a keyed table, "" when there is
 // none or it cannot be had (it is advice: check goes on).
 func indexAdvice(ctx context.Context, conn *pgx.Conn, user string, t *Table, chunkSize int) string {
-	keyCols := t.PrimaryKey
-	if len(keyCols) == 0 && t.ReplicaIdentity == 'i' {
-		keyCols = t.IdentityIndex
-	}
-	if len(keyCols) == 0 {
+	if len(t.KeyColumns) == 0 {
 		return ""
 	}
 	s := &Scanner{conn: conn, user: user}
-	o, err := s.KeyOrder(ctx, t, keyCols)
+	o, err := s.KeyOrder(ctx, t, t.KeyColumns)
 	if err != nil {
 		return ""
 	}
