@@ -40,10 +40,10 @@ func runDiscover(ctx context.Context, cfg pipeline.Config, w io.Writer) (err err
 		n++
 		fmt.Fprintf(&b, "  - resource: {namespace: %s, stream: %s, syncMode: incremental}\n", strconv.Quote(t.Schema), strconv.Quote(t.Name))
 		switch {
-		case len(t.PrimaryKey) > 0:
-			fmt.Fprintf(&b, "    # key: %s\n", strings.Join(t.PrimaryKey, ", "))
-		case t.ReplicaIdentity == 'i' && len(t.IdentityIndex) > 0:
-			fmt.Fprintf(&b, "    # key (replica identity index): %s\n", strings.Join(t.IdentityIndex, ", "))
+		case len(t.PrimaryKey) > 0: // then KeyColumns is the primary key
+			fmt.Fprintf(&b, "    # key: %s\n", strings.Join(t.KeyColumns, ", "))
+		case len(t.KeyColumns) > 0:
+			fmt.Fprintf(&b, "    # key (replica identity index): %s\n", strings.Join(t.KeyColumns, ", "))
 		default:
 			b.WriteString("    # no primary key: records get a null key\n")
 		}
