@@ -28,13 +28,13 @@ func runDiscover(ctx context.Context, cfg pipeline.Config, w io.Writer) (err err
 	if err != nil {
 		return err
 	}
-	wm := cfg.Source.Advanced.WatermarksTable
+	wm := cfg.Source.Watermarks()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Tables that user %q can capture from database %q at %s.\n", cfg.Source.User, cfg.Source.Database, cfg.Source.Address)
 	b.WriteString("bindings:\n")
 	n := 0
 	for _, t := range tables {
-		if t.Ref().String() == wm {
+		if t.Ref() == wm {
 			continue
 		}
 		n++
