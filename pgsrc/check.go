@@ -197,15 +197,6 @@ func (f *slotFacts) problem(cfg *Config) error {
 	return nil
 }
 
-// watermarksRef is the watermarks table of cfg.
-func (c *Config) watermarksRef() (TableRef, error) {
-	t, err := ParseTableRef(c.Advanced.WatermarksTable)
-	if err != nil {
-		return TableRef{}, fmt.Errorf("source.advanced.watermarksTable: %w", err)
-	}
-	return t, nil
-}
-
 // boundTables is tables, or when empty the publication's tables, or when
 // the publication does not exist every table the user can read; the
 // watermarks table is never one of them.
@@ -231,10 +222,7 @@ func boundTables(ctx context.Context, conn *pgx.Conn, tables []TableRef, pub *pu
 // fails. With no tables, the tables checked are the publication's, or when
 // it does not exist every table the user can read.
 func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult, err error) {
-	wm, err := cfg.watermarksRef()
-	if err != nil {
-		return nil, err
-	}
+	wm := cfg.Watermarks()
 	conn, err := Connect(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -375,15 +363,11 @@ func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult
 // indexAdvice is Scanner.IndexAdvice for a keyed table, "" when there is
 // none or it cannot be had (it is advice: check goes on).
 func indexAdvice(ctx context.Context, conn *pgx.Conn, user string, t *Table, chunkSize int) string {
-	keyCols := t.PrimaryKey
-	if len(keyCols) == 0 && t.ReplicaIdentity == 'i' {
-		keyCols = t.IdentityIndex
-	}
-	if len(keyCols) == 0 {
+	if len(t.KeyColumns) == 0 {
 		return ""
 	}
 	s := &Scanner{conn: conn, user: user}
-	o, err := s.KeyOrder(ctx, t, keyCols)
+	o, err := s.KeyOrder(ctx, t, t.KeyColumns)
 	if err != nil {
 		return ""
 	}

@@ -148,7 +148,7 @@ func (c *Config) Validate() error {
 	if !validSlotName(a.SlotName) {
 		bad("advanced.slotName", "%q is not a valid slot name (lower-case letters, digits and _, at most 63 bytes)", a.SlotName)
 	}
-	if _, _, err := SplitTableName(a.WatermarksTable); err != nil {
+	if _, err := ParseTableRef(a.WatermarksTable); err != nil {
 		bad("advanced.watermarksTable", "%v", err)
 	}
 	for _, t := range c.SkipBackfillTables() {
@@ -168,6 +168,19 @@ func (c *Config) Validate() error {
 		bad("advanced.sslmode", "%q is not one of %s", a.SSLMode, strings.Join(sslModes, ", "))
 	}
 	return errors.Join(errs...)
+}
+
+// Watermarks is the watermarks table: source.advanced.watermarksTable,
+// parsed. Validate rejects a value that does not parse (and SetDefaults
+// fills an empty one with one that does), so callers handle no error:
+// calling Watermarks on a Config that Validate rejects for that key is a
+// programmer error, and it panics.
+func (c *Config) Watermarks() TableRef {
+	t, err := ParseTableRef(c.Advanced.WatermarksTable)
+	if err != nil {
+		panic("pgsrc: Config.Watermarks on a configuration Validate rejects: source.advanced.watermarksTable: " + err.Error())
+	}
+	return t
 }
 
 // SkipBackfillTables returns the tables of skip_backfills, trimmed.

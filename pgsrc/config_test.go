@@ -66,6 +66,44 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigWatermarks: Watermarks parses what Validate accepts, and
+// panics on what it rejects (a programmer error: callers validate first).
+func TestConfigWatermarks(t *testing.T) {
+	for _, tc := range []struct {
+		table string
+		want  pgsrc.TableRef
+	}{
+		{"", pgsrc.TableRef{Schema: "public", Name: "flow_watermarks"}}, // the default
+		{"ops.Marks", pgsrc.TableRef{Schema: "ops", Name: "Marks"}},
+	} {
+		c := validConfig()
+		if tc.table != "" {
+			c.Advanced.WatermarksTable = tc.table
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%q: Validate() = %v", tc.table, err)
+		}
+		if got := c.Watermarks(); got != tc.want {
+			t.Errorf("%q: Watermarks() = %#v, want %#v", tc.table, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"flow_watermarks", "a.b.c", ".t"} {
+		c := validConfig()
+		c.Advanced.WatermarksTable = bad
+		if c.Validate() == nil {
+			t.Fatalf("%q: Validate() = nil, want a problem", bad)
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%q: Watermarks() did not panic on a value Validate rejects", bad)
+				}
+			}()
+			c.Watermarks()
+		}()
+	}
+}
+
 func TestSecretRedacted(t *testing.T) {
 	c := validConfig()
 	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprint(c.Password)} {

@@ -54,6 +54,11 @@ type Table struct {
 	// IdentityIndex holds the columns of the replica identity index when
 	// ReplicaIdentity is 'i'.
 	IdentityIndex []string
+	// KeyColumns are the columns the table's records are keyed by, in key
+	// order: PrimaryKey, else IdentityIndex (REPLICA IDENTITY USING
+	// INDEX); empty for a table with neither, whose records get a null
+	// key. Set where the table is described (Discover), from the two.
+	KeyColumns []string
 	// Estimated is pg_class.reltuples: an estimate of the row count, -1 (or
 	// 0 before PostgreSQL 14) when never analyzed. With a RowFilter, the
 	// planner's estimate of the rows it passes.
@@ -300,6 +305,9 @@ func lookupTables(ctx context.Context, conn *pgx.Conn, tables []TableRef) ([]Tab
 	if err := loadKeys(ctx, conn, oids, index); err != nil {
 		return nil, nil, err
 	}
+	for i := range out {
+		out[i].KeyColumns = keyColumns(&out[i])
+	}
 	return out, missing, nil
 }
 
@@ -399,6 +407,15 @@ func loadKeys(ctx context.Context, conn *pgx.Conn, oids []uint32, index map[uint
 		return fmt.Errorf("listing keys: %w", err)
 	}
 	return nil
+}
+
+// keyColumns derives Table.KeyColumns from the primary key and the replica
+// identity index loadKeys set.
+func keyColumns(t *Table) []string {
+	if len(t.PrimaryKey) == 0 && t.ReplicaIdentity == 'i' {
+		return t.IdentityIndex
+	}
+	return t.PrimaryKey
 }
 
 // loadTypes describes the types and, recursively, their element and base

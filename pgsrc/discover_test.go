@@ -168,6 +168,55 @@ func TestDiscoverNamed(t *testing.T) {
 	}
 }
 
+// TestDiscoverKeyColumns: a table's KeyColumns are its primary key, else
+// its replica identity index (REPLICA IDENTITY USING INDEX), else none.
+func TestDiscoverKeyColumns(t *testing.T) {
+	ctx := testContext(t)
+	db := pgCluster(t).NewDatabase(t)
+	db.Exec(t, `
+CREATE TABLE pk (a int, b text, c int, PRIMARY KEY (b, a));
+CREATE TABLE ident (id int NOT NULL, v text NOT NULL, w int);
+CREATE UNIQUE INDEX ident_idx ON ident (v, id);
+ALTER TABLE ident REPLICA IDENTITY USING INDEX ident_idx;
+CREATE TABLE nokey (x int, y text);
+CREATE UNIQUE INDEX nokey_idx ON nokey (x);
+CREATE TABLE both_keys (id int PRIMARY KEY, u int NOT NULL);
+CREATE UNIQUE INDEX both_keys_u ON both_keys (u);
+ALTER TABLE both_keys REPLICA IDENTITY USING INDEX both_keys_u;
+CREATE TABLE full_pk (id int PRIMARY KEY, v text);
+ALTER TABLE full_pk REPLICA IDENTITY FULL;
+`)
+	tables, err := pgsrc.Discover(ctx, db.Conn(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]pgsrc.Table{}
+	for _, tb := range tables {
+		byName[tb.Name] = tb
+	}
+	for _, tc := range []struct {
+		table string
+		want  []string
+	}{
+		{"pk", []string{"b", "a"}},
+		{"ident", []string{"v", "id"}},
+		{"nokey", nil}, // a unique index that is not the replica identity is no key
+		{"both_keys", []string{"id"}},
+		{"full_pk", []string{"id"}},
+	} {
+		t.Run(tc.table, func(t *testing.T) {
+			tb, ok := byName[tc.table]
+			if !ok {
+				t.Fatalf("table %s not discovered", tc.table)
+			}
+			if !slices.Equal(tb.KeyColumns, tc.want) {
+				t.Errorf("KeyColumns = %v, want %v (primary key %v, replica identity %c, index %v)",
+					tb.KeyColumns, tc.want, tb.PrimaryKey, tb.ReplicaIdentity, tb.IdentityIndex)
+			}
+		})
+	}
+}
+
 func TestTypeByOID(t *testing.T) {
 	ctx := testContext(t)
 	db := pgCluster(t).NewDatabase(t)

@@ -114,20 +114,11 @@ func estimateRows(ctx context.Context, conn *pgx.Conn, query string, params ...[
 	return int64(out[0].Plan.Rows), nil
 }
 
-// KeyColumns are the columns records are keyed by: the primary key's, or
-// the replica identity index's; none for a table with neither.
-func (t *Table) KeyColumns() []string {
-	if len(t.PrimaryKey) == 0 && t.ReplicaIdentity == 'i' {
-		return t.IdentityIndex
-	}
-	return t.PrimaryKey
-}
-
 // UnpublishedKey returns the key columns (KeyColumns) that the
 // publication's column list leaves out, in key order.
 func (t *Table) UnpublishedKey() []string {
 	var out []string
-	for _, name := range t.KeyColumns() {
+	for _, name := range t.KeyColumns {
 		if c := t.column(name); c != nil && c.Unpublished {
 			out = append(out, name)
 		}

@@ -25,10 +25,7 @@ func Setup(ctx context.Context, cfg *Config, tables []TableRef, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	wm, err := cfg.watermarksRef()
-	if err != nil {
-		return err
-	}
+	wm := cfg.Watermarks()
 	conn, err := Connect(ctx, cfg)
 	if err != nil {
 		return err

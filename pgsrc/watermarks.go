@@ -19,10 +19,7 @@ type Watermarks struct {
 
 // OpenWatermarks connects for watermark writes.
 func OpenWatermarks(ctx context.Context, cfg *Config) (*Watermarks, error) {
-	ref, err := cfg.watermarksRef()
-	if err != nil {
-		return nil, err
-	}
+	ref := cfg.Watermarks()
 	conn, err := Connect(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -69,12 +69,8 @@ func backfillShares(ctx context.Context, cfg Config, catalog *pgsrc.Catalog, cp 
 		ts := &tables[slices.IndexFunc(tables, func(t TableStatus) bool { return t.Table == info.Ref().String() })]
 		ts.Estimated = info.Estimated
 		b := &tableBackfill{info: info}
-		keyCols := info.PrimaryKey
-		if len(keyCols) == 0 && info.ReplicaIdentity == 'i' {
-			keyCols = info.IdentityIndex
-		}
-		if len(keyCols) > 0 {
-			if b.order, err = sc.KeyOrder(ctx, info, keyCols); err != nil {
+		if len(info.KeyColumns) > 0 {
+			if b.order, err = sc.KeyOrder(ctx, info, info.KeyColumns); err != nil {
 				return err
 			}
 		}

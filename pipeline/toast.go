@@ -319,12 +319,35 @@ func (r *toastReconciler) fetch(ctx context.Context, tc *tableCodec, ch *pgsrc.C
 	}
 	clear(r.fetched)
 	r.fetchedBytes = 0
-	var (
-		keys  [][][]byte
-		names []string
-		want  = make([]bool, len(tc.rel.Columns))
-		seen  = map[string]bool{}
-	)
+	p := r.planFetch(tc, ch)
+	skipped, err := r.readFetch(ctx, tc, p)
+	if err != nil {
+		return fmt.Errorf("reading unchanged TOASTed values of %s at LSN %s: %w", tc.toast.info.Ref(), ch.LSN, err)
+	}
+	for n, name := range p.names {
+		if _, ok := r.fetched[name]; !ok && !skipped[n] {
+			r.fetched[name] = nil // no such row any more
+		}
+	}
+	return nil
+}
+
+// toastFetch is what one fetch reads: the rows of keys, whose entry keys
+// are names (in the same order, ch's first), and of them the columns
+// want marks.
+type toastFetch struct {
+	keys  [][][]byte // each key's values, in tc.key order
+	names []string
+	want  []bool // by column index in the relation
+}
+
+// planFetch chooses the rows fetch reads: ch's, then those of the later
+// updates of the batch to ch's relation that have unchanged values, no
+// old tuple to fill them and no cache entry holding them all, up to
+// toastFetchKeys keys; and the columns unchanged in any of them.
+func (r *toastReconciler) planFetch(tc *tableCodec, ch *pgsrc.Change) *toastFetch {
+	p := &toastFetch{want: make([]bool, len(tc.rel.Columns))}
+	seen := map[string]bool{}
 	add := func(c *pgsrc.Change) {
 		k, ok := r.key(tc, c.New)
 		if !ok {
@@ -332,7 +355,7 @@ func (r *toastReconciler) fetch(ctx context.Context, tc *tableCodec, ch *pgsrc.C
 		}
 		if seen[string(k)] {
 			for i := range c.New {
-				want[i] = want[i] || c.New[i].Kind == pgsrc.ValueUnchanged
+				p.want[i] = p.want[i] || c.New[i].Kind == pgsrc.ValueUnchanged
 			}
 			return
 		}
@@ -343,15 +366,15 @@ func (r *toastReconciler) fetch(ctx context.Context, tc *tableCodec, ch *pgsrc.C
 		}
 		name := string(k)
 		seen[name] = true
-		names = append(names, name)
+		p.names = append(p.names, name)
 		key := make([][]byte, len(tc.key))
 		for j, i := range tc.key {
 			key[j] = c.New[i].Data
 		}
-		keys = append(keys, key)
+		p.keys = append(p.keys, key)
 		for i := range c.New {
 			if c.New[i].Kind == pgsrc.ValueUnchanged {
-				want[i] = true
+				p.want[i] = true
 			}
 		}
 	}
@@ -366,14 +389,23 @@ func (r *toastReconciler) fetch(ctx context.Context, tc *tableCodec, ch *pgsrc.C
 		if !after || c.Op != pgsrc.OpUpdate || c.Rel != ch.Rel || c.OldKind == 'O' || !unchangedIn(c.New) {
 			continue
 		}
-		if len(keys) == toastFetchKeys {
+		if len(p.keys) == toastFetchKeys {
 			break
 		}
 		add(c)
 	}
+	return p
+}
+
+// readFetch reads the rows p plans into r.fetched, full width (the
+// columns not read are ValueUnchanged), keeping the first (ch's) always
+// and the others while r.fetchedBytes stays within toastFetchBytes:
+// skipped marks those it dropped, to be read again when their change
+// comes.
+func (r *toastReconciler) readFetch(ctx context.Context, tc *tableCodec, p *toastFetch) (skipped []bool, err error) {
 	var cols []string
 	var idx []int
-	for i, w := range want {
+	for i, w := range p.want {
 		if w {
 			cols = append(cols, tc.rel.Columns[i].Name)
 			idx = append(idx, i)
@@ -383,8 +415,8 @@ func (r *toastReconciler) fetch(ctx context.Context, tc *tableCodec, ch *pgsrc.C
 	for j, i := range tc.key {
 		keyCols[j] = tc.rel.Columns[i].Name
 	}
-	skipped := make([]bool, len(keys))
-	err := r.fetcher.FetchRows(ctx, tc.toast.info, keyCols, cols, keys, func(n int, vals []pgsrc.Value) error {
+	skipped = make([]bool, len(p.keys))
+	err = r.fetcher.FetchRows(ctx, tc.toast.info, keyCols, cols, p.keys, func(n int, vals []pgsrc.Value) error {
 		size := 0
 		for _, v := range vals {
 			size += len(v.Data)
@@ -401,18 +433,10 @@ func (r *toastReconciler) fetch(ctx context.Context, tc *tableCodec, ch *pgsrc.C
 		for j, v := range vals {
 			row[idx[j]] = pgsrc.Value{Kind: v.Kind, Data: append([]byte(nil), v.Data...)}
 		}
-		r.fetched[names[n]] = row
+		r.fetched[p.names[n]] = row
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("reading unchanged TOASTed values of %s at LSN %s: %w", tc.toast.info.Ref(), ch.LSN, err)
-	}
-	for n, name := range names {
-		if _, ok := r.fetched[name]; !ok && !skipped[n] {
-			r.fetched[name] = nil // no such row any more
-		}
-	}
-	return nil
+	return skipped, err
 }
 
 // covers reports whether e holds every unchanged value of tuple.

@@ -28,22 +28,22 @@ func runDiscover(ctx context.Context, cfg pipeline.Config, w io.Writer) (err err
 	if err != nil {
 		return err
 	}
-	wm := cfg.Source.Advanced.WatermarksTable
+	wm := cfg.Source.Watermarks()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Tables that user %q can capture from database %q at %s.\n", cfg.Source.User, cfg.Source.Database, cfg.Source.Address)
 	b.WriteString("bindings:\n")
 	n := 0
 	for _, t := range tables {
-		if t.Ref().String() == wm {
+		if t.Ref() == wm {
 			continue
 		}
 		n++
 		fmt.Fprintf(&b, "  - resource: {namespace: %s, stream: %s, syncMode: incremental}\n", strconv.Quote(t.Schema), strconv.Quote(t.Name))
 		switch {
-		case len(t.PrimaryKey) > 0:
-			fmt.Fprintf(&b, "    # key: %s\n", strings.Join(t.PrimaryKey, ", "))
-		case t.ReplicaIdentity == 'i' && len(t.IdentityIndex) > 0:
-			fmt.Fprintf(&b, "    # key (replica identity index): %s\n", strings.Join(t.IdentityIndex, ", "))
+		case len(t.PrimaryKey) > 0: // then KeyColumns is the primary key
+			fmt.Fprintf(&b, "    # key: %s\n", strings.Join(t.KeyColumns, ", "))
+		case len(t.KeyColumns) > 0:
+			fmt.Fprintf(&b, "    # key (replica identity index): %s\n", strings.Join(t.KeyColumns, ", "))
 		default:
 			b.WriteString("    # no primary key: records get a null key\n")
 		}

@@ -147,6 +147,37 @@ func TestDiscoverPrintsBindings(t *testing.T) {
 	}
 }
 
+// TestDiscoverKeysAndWatermarks: discover says which key a table has (the
+// primary key, else the replica identity index) and leaves out the
+// watermarks table, only it.
+func TestDiscoverKeysAndWatermarks(t *testing.T) {
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE ident (id int NOT NULL, v text NOT NULL);
+		CREATE UNIQUE INDEX ident_idx ON ident (v, id);
+		ALTER TABLE ident REPLICA IDENTITY USING INDEX ident_idx;
+		CREATE TABLE both_keys (id int PRIMARY KEY, u int NOT NULL);
+		CREATE UNIQUE INDEX both_keys_u ON both_keys (u);
+		ALTER TABLE both_keys REPLICA IDENTITY USING INDEX both_keys_u;
+		CREATE TABLE flow_watermarks (slot text PRIMARY KEY, watermark text NOT NULL);
+		CREATE SCHEMA other; CREATE TABLE other.flow_watermarks (slot text PRIMARY KEY)`)
+	code, out := pgkafka(t, "discover", "-c", s.config(t, "postgres", cluster.SuperuserPassword(), ordersBinding))
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		`- resource: {namespace: "public", stream: "ident", syncMode: incremental}` + "\n    # key (replica identity index): v, id\n",
+		`- resource: {namespace: "public", stream: "both_keys", syncMode: incremental}` + "\n    # key: id\n",
+		`- resource: {namespace: "other", stream: "flow_watermarks", syncMode: incremental}`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("discover output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `{namespace: "public", stream: "flow_watermarks"`) {
+		t.Errorf("discover lists the watermarks table:\n%s", out)
+	}
+}
+
 // TestRunStreamsAndStopsOnSIGTERM runs the binary: a change committed in
 // PostgreSQL is readable from its topic within a second, and SIGTERM stops
 // it cleanly with exit 0.
