@@ -33,12 +33,11 @@ func TestProgressFigures(t *testing.T) {
 
 // TestWindowGate: windows open without a break for longer than a
 // transaction window close the gate, so that new chunks wait; it opens
-// again when the last open window closes, and the batch ends there (gap)
-// for the producer to commit.
+// again when the last open window closes, and the batch ends there (a
+// commit point) for the producer to commit.
 func TestWindowGate(t *testing.T) {
-	s := &serializerStage{cfg: &Config{}, gate: newWindowGate()}
-	s.cfg.Kafka.TransactionWindow = 10 * time.Millisecond
-	s.windows, s.busySince = 2, time.Now()
+	s := &dblog{txWindow: 10 * time.Millisecond, gate: newWindowGate()}
+	s.openWindows, s.busySince = 2, time.Now()
 	s.checkBusy()
 	ctx := t.Context()
 	if err := s.gate.wait(ctx); err != nil {
@@ -53,7 +52,7 @@ func TestWindowGate(t *testing.T) {
 		t.Fatalf("gate open while windows stayed open for a second: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	s.gate.open() // what emitChunk does when windows reach 0
+	s.gate.open() // what emit does when no window is left open
 	select {
 	case err := <-waited:
 		if err != nil {

@@ -312,16 +312,16 @@ func (r *Runner) session(ctx context.Context) error {
 			defer r.closeLogged("backfill connection", sc.Close)
 			scanners = append(scanners, sc)
 		}
-		bf = &backfillStage{scanners: scanners, marks: marks, tables: order, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
-			plans: plans, awaited: &awaited, gate: gate, prog: r.progress, log: r.log.With("stage", "backfill")}
+		jobs := make([]backfillJob, 0, len(order))
+		for _, b := range order {
+			jobs = append(jobs, b.job())
+		}
+		bf = &backfillStage{scanners: scanners, watermarks: marks, jobs: jobs, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
+			plans: plans, lowMarksAwaited: &awaited, gate: gate, prog: r.progress, log: r.log.With("stage", "backfill")}
 	} else {
 		close(plans)
 		r.log.Info("backfills finished")
 		r.backfilledOnce.Do(func() { close(r.backfilled) })
-	}
-	marksRef, err := pgsrc.ParseTableRef(cfg.Source.Advanced.WatermarksTable)
-	if err != nil {
-		return fmt.Errorf("source.advanced.watermarksTable: %w", err)
 	}
 	r.readyOnce.Do(func() { close(r.ready) })
 
@@ -351,19 +351,20 @@ func (r *Runner) session(ctx context.Context) error {
 	recordCh := make(chan *recordBatch, chanCap)
 	reader := &readerStage{src: src, committed: &r.committed, awaited: &awaited, log: r.log.With("stage", "reader")}
 	decoder := &decoderStage{dec: pgsrc.NewDecoder()}
+	slog := r.log.With("stage", "serializer")
+	toast := newToastReconciler(cfg, r.metrics, slog)
+	defer r.closeLogged("TOAST reconciler's connection", toast.close)
 	serializer := &serializerStage{
-		cfg: cfg, catalog: catalog, registry: registry, resume: cp, metrics: r.metrics,
-		source: source, messages: messages,
-		log:   r.log.With("stage", "serializer"),
-		bound: bound, tables: make(map[uint32]*tableCodec),
-		backfills: backfills, plans: plans, pending: make(map[string]*chunkPlan),
-		synthetic: make(map[pgsrc.TableRef]*tableCodec), marksRef: marksRef, gate: gate,
-		toast: newToastReconciler(cfg, r.metrics, r.log.With("stage", "serializer")),
+		codecs:   newCodecs(cfg, catalog, registry, source, bound, toast, r.metrics, slog),
+		dblog:    newDBLog(cfg.Source.Advanced.SlotName, backfills, plans, gate, cfg.Kafka.TransactionWindow, toast, slog),
+		toast:    toast,
+		messages: messages,
+		resumed:  resumePoint{cp},
+		log:      slog,
 	}
 	if binaryMode {
 		serializer.keyText = &keyText{}
 	}
-	defer r.closeLogged("TOAST reconciler's connection", serializer.toast.close)
 	producer := &producerStage{
 		client: client, committed: &r.committed, cp: base,
 		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,
