@@ -10,13 +10,39 @@
 //
 //	reader ─walBatch▶ decoder ─changeBatch▶ serializer ─recordBatch▶ producer
 //	   ▲                                         ▲                    │
-//	   │                        backfill ─chunkPlan                   │
+//	   │                       backfill ─chunkPlan, chunkResult       │
 //	   └───────────────── committed LSN (atomic) ◀────────────────────┘
 //
-// The backfill stage (backfill.go) reads the tables' existing rows in
-// chunks between two watermark writes; the serializer emits each chunk
-// when it meets the chunk's high watermark in the stream.
+// # The parts, a file each
 //
+//   - runner.go: Runner, the public face, and Run's retry loop.
+//   - session.go: one session, in named phases: open the source, open
+//     Kafka (fencing, topics, checkpoint), prepare the source (slot,
+//     prerequisites, reader), plan the backfills, wire the stages, run
+//     them; its connections closed from one list.
+//   - reader.go, decode.go, produce.go: the reader (the only one to talk
+//     to the slot), the decoder, the transactional producer.
+//   - serialize.go: the serializer's loop and where it cuts batches; it
+//     asks codecs.go for the codec of each relation's shape (schema changes
+//     in schemachange.go), dblog.go which changes a backfill lets pass and
+//     which chunk to emit, toast.go for unchanged TOASTed values, binary.go
+//     for binary keys as text, message.go for logical decoding messages,
+//     resume.go for what Kafka holds already; encode.go writes the records
+//     of row changes.
+//   - backfill.go: the backfill stage, which reads the tables in chunks
+//     between watermarks and encodes their rows; chunk.go is its handover
+//     to the serializer's dblog (immutable plans and results, channels,
+//     the window gate).
+//   - batch.go: the batches and their limits; config.go, kafka.go: the
+//     configuration and the Kafka client; metrics.go, progress.go,
+//     status.go, tail.go: what operators see.
+//
+// Every piece of state has one owner: a stage's fields are its goroutine's;
+// what crosses between goroutines is a batch handed over on a channel, an
+// immutable chunk plan or result, or one of three synchronized values: the
+// committed LSN (producer to reader), the count of low watermarks awaited
+// (backfill to reader), and the window gate (serializer to backfill).
+
 // # Memory bound
 //
 // A walBatch holds at most maxWALBatchBytes of WAL (1 MiB) and a
