@@ -178,12 +178,7 @@ func (s *producerStage) commit(ctx context.Context, next *offsets.Checkpoint, re
 	s.metrics.transactions.Inc()
 	s.metrics.committedLSN.Set(float64(next.LSN))
 	s.metrics.commitTime.SetToCurrentTime()
-	for {
-		cur := s.committed.Load()
-		if uint64(next.LSN) <= cur || s.committed.CompareAndSwap(cur, uint64(next.LSN)) {
-			break
-		}
-	}
+	storeMax(s.committed, uint64(next.LSN))
 	s.log.Debug("transaction committed", "rows", records, "batches", batches, "lsn", next.LSN.String(), "partial", next.Partial != nil)
 	return nil
 }

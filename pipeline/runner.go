@@ -236,12 +236,7 @@ func (r *Runner) session(ctx context.Context) error {
 	var start pglogrepl.LSN
 	if cp != nil {
 		start = cp.LSN
-		for {
-			cur := r.committed.Load()
-			if uint64(cp.LSN) <= cur || r.committed.CompareAndSwap(cur, uint64(cp.LSN)) {
-				break
-			}
-		}
+		storeMax(&r.committed, uint64(cp.LSN))
 		r.log.Info("resuming from the checkpoint", "lsn", cp.LSN.String(), "partial", cp.Partial != nil)
 	}
 	binaryMode, err := r.pgoutputBinary(ctx, catalog, tables)
