@@ -331,7 +331,7 @@ func (s *session) wire() error {
 	s.walCh = make(chan *walBatch, chanCap)
 	s.changeCh = make(chan *changeBatch, chanCap)
 	s.recordCh = make(chan *recordBatch, chanCap)
-	s.reader = &readerStage{src: s.src, committed: &r.committed, awaited: &lowMarksAwaited, log: r.log.With("stage", "reader")}
+	s.reader = &readerStage{src: s.src, committed: &r.committed, lowMarksAwaited: &lowMarksAwaited, log: r.log.With("stage", "reader")}
 	s.decoder = &decoderStage{dec: pgsrc.NewDecoder()}
 	serializer := &serializerStage{
 		cfg: cfg, catalog: s.catalog, registry: s.registry, resume: s.resumed, metrics: r.metrics,
