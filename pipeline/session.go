@@ -348,7 +348,7 @@ func (s *session) wire() error {
 	s.serializer = serializer
 	s.onClose("TOAST reconciler's connection", serializer.toast.close)
 	s.producer = &producerStage{
-		client: s.client, committed: &r.committed, cp: s.start,
+		client: s.client, committed: &r.committed, lastCommitted: s.start,
 		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,
 		window: cfg.Kafka.TransactionWindow, maxRecords: cfg.Kafka.MaxTransactionRecords,
 		log: r.log.With("stage", "producer"), metrics: r.metrics,
