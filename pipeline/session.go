@@ -58,7 +58,8 @@ type session struct {
 
 	// planBackfills: the starting checkpoint and the backfills' resources.
 	// start is the checkpoint this session starts from, with each bound
-	// table's state: resumed, or where the slot starts.
+	// table's state: a copy of resumed or, without one, where the slot
+	// starts.
 	start      *offsets.Checkpoint
 	backfills  map[pgsrc.TableRef]*tableBackfill
 	order      []*tableBackfill  // the tables to backfill, in binding order
