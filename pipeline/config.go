@@ -247,129 +247,166 @@ var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
 var saslMechanisms = []string{"plain", "scram-sha-256", "scram-sha-512"}
 
 // Validate reports every problem of the configuration at once, each with
-// its key path.
+// its key path, block by block.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+	var p problems
 	if c.Name == "" {
-		bad("name", "required: the connector's name (transactional id and offsets key)")
+		p.add("name", "required: the connector's name (transactional id and offsets key)")
 	} else if !validTopicName(c.Name) {
-		bad("name", "%q may hold only letters, digits, '.', '_' and '-'", c.Name)
+		p.add("name", "%q may hold only letters, digits, '.', '_' and '-'", c.Name)
 	}
-	errs = append(errs, c.Source.Validate(), c.SchemaRegistry.Validate(), c.Format.Validate())
+	p = append(p, c.Source.Validate(), c.SchemaRegistry.Validate(), c.Format.Validate())
 	if a := c.Metrics.Address; a != "" {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-			bad("metrics.address", "%q is not host:port (for example \":9187\" or \"127.0.0.1:9187\")", a)
+			p.add("metrics.address", "%q is not host:port (for example \":9187\" or \"127.0.0.1:9187\")", a)
 		}
 	}
-	if c.Toast.CacheBytes < 0 {
-		bad("toast.cacheBytes", "must not be negative, got %d (0 disables the cache)", c.Toast.CacheBytes)
+	c.Toast.validate(&p)
+	c.validateBindings(&p)
+	c.Kafka.validateProducer(&p)
+	if c.ShutdownTimeout <= 0 {
+		p.add("shutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)
 	}
-	if u := c.Toast.Unavailable; u != "fail" && u != "null" {
-		bad("toast.unavailable", "%q is not one of fail, null", u)
+	c.Kafka.Topics.validate(&p)
+	c.Kafka.validateAuth(&p)
+	c.validateMessages(&p)
+	return errors.Join(p...)
+}
+
+// problems are the problems Validate finds; nil entries are none.
+type problems []error
+
+// add is a problem with the value at key.
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+// validate checks the toast block.
+func (t *ToastConfig) validate(p *problems) {
+	if t.CacheBytes < 0 {
+		p.add("toast.cacheBytes", "must not be negative, got %d (0 disables the cache)", t.CacheBytes)
 	}
+	if u := t.Unavailable; u != "fail" && u != "null" {
+		p.add("toast.unavailable", "%q is not one of fail, null", u)
+	}
+}
+
+// validateBindings checks each binding, and that no table or topic is
+// bound twice.
+func (c *Config) validateBindings(p *problems) {
 	seen := map[string]int{}
 	topics := map[string]int{}
 	for i, b := range c.Bindings {
 		key := fmt.Sprintf("bindings[%d]", i)
 		r := b.Resource
 		if r.Namespace == "" {
-			bad(key+".resource.namespace", "required: the table's schema")
+			p.add(key+".resource.namespace", "required: the table's schema")
 		}
 		if r.Stream == "" {
-			bad(key+".resource.stream", "required: the table's name")
+			p.add(key+".resource.stream", "required: the table's name")
 		}
 		if r.SyncMode != "incremental" {
-			bad(key+".resource.syncMode", "%q is not supported: use incremental", r.SyncMode)
+			p.add(key+".resource.syncMode", "%q is not supported: use incremental", r.SyncMode)
 		}
 		if r.Namespace != "" && r.Stream != "" {
 			t := r.Namespace + "." + r.Stream
 			if j, dup := seen[t]; dup {
-				bad(key+".resource", "table %s is bound twice (also bindings[%d])", t, j)
+				p.add(key+".resource", "table %s is bound twice (also bindings[%d])", t, j)
 			}
 			seen[t] = i
 		}
 		if b.Target != "" {
 			if !validTopicName(b.Target) {
-				bad(key+".target", "%q is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)", b.Target)
+				p.add(key+".target", "%q is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)", b.Target)
 			}
 			if j, dup := topics[b.Target]; dup {
-				bad(key+".target", "topic %q is also the target of bindings[%d]", b.Target, j)
+				p.add(key+".target", "topic %q is also the target of bindings[%d]", b.Target, j)
 			}
 			topics[b.Target] = i
 		}
 	}
-	k := c.Kafka
+}
+
+// validateProducer checks the kafka block's brokers, topic names and
+// producer settings.
+func (k *KafkaConfig) validateProducer(p *problems) {
 	if len(k.Brokers) == 0 {
-		bad("kafka.brokers", "required: at least one host:port")
+		p.add("kafka.brokers", "required: at least one host:port")
 	}
 	for i, b := range k.Brokers {
 		if b == "" || !strings.Contains(b, ":") {
-			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", b)
+			p.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", b)
 		}
 	}
 	if k.TopicPrefix != "" && !validTopicName(k.TopicPrefix) {
-		bad("kafka.topicPrefix", "%q may hold only letters, digits, '.', '_' and '-'", k.TopicPrefix)
+		p.add("kafka.topicPrefix", "%q may hold only letters, digits, '.', '_' and '-'", k.TopicPrefix)
 	}
 	if !validTopicName(k.OffsetsTopic) {
-		bad("kafka.offsetsTopic", "%q is not a valid Kafka topic name", k.OffsetsTopic)
+		p.add("kafka.offsetsTopic", "%q is not a valid Kafka topic name", k.OffsetsTopic)
 	}
 	if !slices.Contains(compressions, k.Compression) {
-		bad("kafka.compression", "%q is not one of %s", k.Compression, strings.Join(compressions, ", "))
+		p.add("kafka.compression", "%q is not one of %s", k.Compression, strings.Join(compressions, ", "))
 	}
 	if k.Linger < 0 || k.Linger > time.Minute {
-		bad("kafka.linger", "%s is outside 0s..1m", k.Linger)
+		p.add("kafka.linger", "%s is outside 0s..1m", k.Linger)
 	}
 	if k.TransactionWindow <= 0 || k.TransactionWindow > time.Minute {
-		bad("kafka.transactionWindow", "%s is outside (0s, 1m]", k.TransactionWindow)
+		p.add("kafka.transactionWindow", "%s is outside (0s, 1m]", k.TransactionWindow)
 	}
 	if k.MaxTransactionRecords < 1 {
-		bad("kafka.maxTransactionRecords", "must be at least 1, got %d", k.MaxTransactionRecords)
+		p.add("kafka.maxTransactionRecords", "must be at least 1, got %d", k.MaxTransactionRecords)
 	}
 	if k.TransactionTimeout < time.Second || k.TransactionTimeout > 15*time.Minute {
-		bad("kafka.transactionTimeout", "%s is outside [1s, 15m] (the broker's transaction.max.timeout.ms is 15m by default)", k.TransactionTimeout)
+		p.add("kafka.transactionTimeout", "%s is outside [1s, 15m] (the broker's transaction.max.timeout.ms is 15m by default)", k.TransactionTimeout)
 	}
-	if c.ShutdownTimeout <= 0 {
-		bad("shutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)
+}
+
+// validate checks the kafka.topics block.
+func (t *TopicsConfig) validate(p *problems) {
+	if t.Partitions < 1 {
+		p.add("kafka.topics.partitions", "must be at least 1, got %d", t.Partitions)
 	}
-	if k.Topics.Partitions < 1 {
-		bad("kafka.topics.partitions", "must be at least 1, got %d", k.Topics.Partitions)
+	if t.ReplicationFactor < -1 || t.ReplicationFactor == 0 {
+		p.add("kafka.topics.replicationFactor", "must be -1 (broker default) or at least 1, got %d", t.ReplicationFactor)
 	}
-	if k.Topics.ReplicationFactor < -1 || k.Topics.ReplicationFactor == 0 {
-		bad("kafka.topics.replicationFactor", "must be -1 (broker default) or at least 1, got %d", k.Topics.ReplicationFactor)
-	}
+}
+
+// validateAuth checks the kafka.sasl and kafka.tls blocks.
+func (k *KafkaConfig) validateAuth(p *problems) {
 	if k.SASL.Mechanism != "" {
 		if !slices.Contains(saslMechanisms, k.SASL.Mechanism) {
-			bad("kafka.sasl.mechanism", "%q is not one of %s", k.SASL.Mechanism, strings.Join(saslMechanisms, ", "))
+			p.add("kafka.sasl.mechanism", "%q is not one of %s", k.SASL.Mechanism, strings.Join(saslMechanisms, ", "))
 		}
 		if k.SASL.Username == "" {
-			bad("kafka.sasl.username", "required with kafka.sasl.mechanism")
+			p.add("kafka.sasl.username", "required with kafka.sasl.mechanism")
 		}
 		if k.SASL.Password == "" {
-			bad("kafka.sasl.password", "required with kafka.sasl.mechanism (or PGKAFKA_KAFKA__SASL__PASSWORD)")
+			p.add("kafka.sasl.password", "required with kafka.sasl.mechanism (or PGKAFKA_KAFKA__SASL__PASSWORD)")
 		}
 	}
 	if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
-		bad("kafka.tls", "certFile and keyFile go together")
+		p.add("kafka.tls", "certFile and keyFile go together")
 	}
+}
+
+// validateMessages checks the messages block, and that no binding targets
+// the topic of logical decoding messages.
+func (c *Config) validateMessages(p *problems) {
 	m := &c.Messages
 	_, inErr := prefixRegexps("messages.prefixIncludeList", m.PrefixIncludeList)
 	_, exErr := prefixRegexps("messages.prefixExcludeList", m.PrefixExcludeList)
-	errs = append(errs, inErr, exErr)
+	*p = append(*p, inErr, exErr)
 	if len(m.PrefixIncludeList) > 0 && len(m.PrefixExcludeList) > 0 {
-		bad("messages", "prefixIncludeList and prefixExcludeList cannot both be set: keep one")
+		p.add("messages", "prefixIncludeList and prefixExcludeList cannot both be set: keep one")
 	}
 	if m.On() {
 		mt := c.MessageTopic()
 		for i, b := range c.Bindings {
 			if b.Target == mt {
-				bad(fmt.Sprintf("bindings[%d].target", i), "topic %q is the topic of logical decoding messages: choose another target, or set messages.enabled: false", mt)
+				p.add(fmt.Sprintf("bindings[%d].target", i), "topic %q is the topic of logical decoding messages: choose another target, or set messages.enabled: false", mt)
 			}
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // Tables returns the bound tables.

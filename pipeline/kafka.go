@@ -24,7 +24,8 @@ const (
 	maxBatchBytes      = 1 << 20
 )
 
-// clientOpts returns the kgo options shared by every client of the run.
+// clientOpts returns the kgo options shared by every Kafka client pgkafka
+// opens: the session's, and those of the status and tail commands.
 func (k *KafkaConfig) clientOpts(log *slog.Logger) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(k.Brokers...),

@@ -26,15 +26,17 @@ const endTxnTimeout = 30 * time.Second
 // kafka.maxTransactionRecords records already: then it commits inside one,
 // and the checkpoint records how far into it (offsets.Partial).
 type producerStage struct {
-	client       *kgo.Client
-	committed    *atomic.Uint64
-	cp           *offsets.Checkpoint // the checkpoint committed last
-	offsetsTopic string
-	name         string
-	window       time.Duration
-	maxRecords   int
-	log          *slog.Logger
-	metrics      *Metrics
+	client    *kgo.Client
+	committed *atomic.Uint64
+	// lastCommitted is the checkpoint committed last: at first, the one
+	// the session starts from.
+	lastCommitted *offsets.Checkpoint
+	offsetsTopic  string
+	name          string
+	window        time.Duration
+	maxRecords    int
+	log           *slog.Logger
+	metrics       *Metrics
 
 	mu       sync.Mutex
 	firstErr error
@@ -58,14 +60,30 @@ func (s *producerStage) run(ctx context.Context, in <-chan *recordBatch) error {
 	}
 }
 
+// kafkaTxn is what the open Kafka transaction holds so far.
+type kafkaTxn struct {
+	// pending is the checkpoint it is to commit.
+	pending          *offsets.Checkpoint
+	records, batches int
+	// inWindow is its last batch's: a backfill chunk's window is open,
+	// and the transaction must not commit before its high watermark,
+	// whatever its size.
+	inWindow bool
+	// restart is set once a batch asks for a new session after the commit.
+	restart bool
+	// promise is the producer's, one method value per transaction, not
+	// per record.
+	promise func(*kgo.Record, error)
+}
+
 // transaction runs one Kafka transaction from b on. more is false once in
 // is closed.
 func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch, b *recordBatch) (more bool, err error) {
-	next := s.cp.Clone()
-	if next == nil {
-		next = &offsets.Checkpoint{}
+	pending := s.lastCommitted.Clone()
+	if pending == nil {
+		pending = &offsets.Checkpoint{}
 	}
-	if len(b.recs) == 0 && !b.partial && !b.inWindow && b.tables == nil && b.commitLSN <= next.LSN {
+	if len(b.recs) == 0 && !b.partial && !b.inWindow && b.tables == nil && b.commitLSN <= pending.LSN {
 		return true, nil // nothing new to write or to checkpoint
 	}
 	if err := s.client.BeginTransaction(); err != nil {
@@ -76,46 +94,36 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 			s.abort(err)
 		}
 	}()
-	promise := s.promise // one method value per transaction, not per record
-	records, batches := 0, 0
-	hold, restart := false, false
-	add := func(b *recordBatch) {
-		for i := range b.recs {
-			s.client.Produce(ctx, &b.recs[i], promise)
-		}
-		records += len(b.recs)
-		batches++
-		if b.commitLSN > next.LSN {
-			next.LSN = b.commitLSN
-			if !b.commitTime.IsZero() {
-				next.CommitTime = b.commitTime
-			}
-		}
-		next.Partial = nil
-		if b.partial {
-			next.Partial = &offsets.Partial{CommitLSN: b.tx.commitLSN, Xid: b.tx.xid, Changes: b.tx.changes}
-		}
-		if b.tables != nil {
-			if next.Tables == nil {
-				next.Tables = make(map[string]offsets.TableState, len(b.tables))
-			}
-			for t, st := range b.tables {
-				next.Tables[t] = st
-			}
-		}
-		hold = b.inWindow
-		restart = restart || b.restart
+	tx := &kafkaTxn{pending: pending, promise: s.promise}
+	s.add(ctx, tx, b)
+	if more, err = s.gather(ctx, in, tx); err != nil {
+		return false, err
 	}
-	add(b)
-	more = true
+	if (tx.pending.Partial != nil || tx.inWindow) && !more {
+		return false, errors.New("the stream ended inside a PostgreSQL transaction")
+	}
+	if err := s.commit(ctx, tx.pending, tx.records, tx.batches); err != nil {
+		return false, err
+	}
+	if tx.restart {
+		return false, errRestart
+	}
+	return more, nil
+}
+
+// gather adds to tx the batches that come within kafka.transactionWindow,
+// then those up to the end of the PostgreSQL transaction in progress. It
+// stops at kafka.maxTransactionRecords records, even inside a PostgreSQL
+// transaction, but never inside a backfill chunk's window. more is false
+// once in is closed.
+func (s *producerStage) gather(ctx context.Context, in <-chan *recordBatch, tx *kafkaTxn) (more bool, err error) {
 	window := time.NewTimer(s.window)
 	defer window.Stop()
 	windowDone := false
-gather:
-	for records < s.maxRecords || hold {
-		// A backfill chunk's window (hold) stays in one transaction,
+	for tx.records < s.maxRecords || tx.inWindow {
+		// A backfill chunk's window stays in one transaction,
 		// whatever its size.
-		boundary := next.Partial == nil && !hold
+		boundary := tx.pending.Partial == nil && !tx.inWindow
 		if boundary && windowDone {
 			break
 		}
@@ -126,33 +134,53 @@ gather:
 		select {
 		case nb, ok := <-in:
 			if !ok {
-				more = false
-				break gather
+				return false, nil
 			}
-			add(nb)
+			s.add(ctx, tx, nb)
 		case <-timeout:
 			windowDone = true
 		case <-ctx.Done():
 			return false, context.Cause(ctx)
 		}
 	}
-	if (next.Partial != nil || hold) && !more {
-		return false, errors.New("the stream ended inside a PostgreSQL transaction")
+	return true, nil
+}
+
+// add produces b's records in tx and moves tx's checkpoint past b.
+func (s *producerStage) add(ctx context.Context, tx *kafkaTxn, b *recordBatch) {
+	for i := range b.recs {
+		s.client.Produce(ctx, &b.recs[i], tx.promise)
 	}
-	if err := s.commit(ctx, next, records, batches); err != nil {
-		return false, err
+	tx.records += len(b.recs)
+	tx.batches++
+	pending := tx.pending
+	if b.commitLSN > pending.LSN {
+		pending.LSN = b.commitLSN
+		if !b.commitTime.IsZero() {
+			pending.CommitTime = b.commitTime
+		}
 	}
-	if restart {
-		return false, errRestart
+	pending.Partial = nil
+	if b.partial {
+		pending.Partial = &offsets.Partial{CommitLSN: b.tx.commitLSN, Xid: b.tx.xid, Changes: b.tx.changes}
 	}
-	return more, nil
+	if b.tables != nil {
+		if pending.Tables == nil {
+			pending.Tables = make(map[string]offsets.TableState, len(b.tables))
+		}
+		for t, st := range b.tables {
+			pending.Tables[t] = st
+		}
+	}
+	tx.inWindow = b.inWindow
+	tx.restart = tx.restart || b.restart
 }
 
 // commit writes the checkpoint, flushes, and commits the transaction; then
 // it publishes the checkpoint's LSN.
-func (s *producerStage) commit(ctx context.Context, next *offsets.Checkpoint, records, batches int) error {
-	next.UpdatedAt = time.Now()
-	rec, err := next.Record(s.offsetsTopic, s.name)
+func (s *producerStage) commit(ctx context.Context, pending *offsets.Checkpoint, records, batches int) error {
+	pending.UpdatedAt = time.Now()
+	rec, err := pending.Record(s.offsetsTopic, s.name)
 	if err != nil {
 		return err
 	}
@@ -169,22 +197,17 @@ func (s *producerStage) commit(ctx context.Context, next *offsets.Checkpoint, re
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTxnTimeout)
 	defer cancel()
 	if err := s.client.EndTransaction(ectx, kgo.TryCommit); err != nil {
-		return s.classify(fmt.Errorf("committing a Kafka transaction of %d records up to LSN %s: %w", records, next.LSN, err))
+		return s.classify(fmt.Errorf("committing a Kafka transaction of %d records up to LSN %s: %w", records, pending.LSN, err))
 	}
 	// Invariant: the LSN is published only once Kafka has committed the
 	// transaction holding every record before it and the checkpoint saying
 	// so; and only forward.
-	s.cp = next
+	s.lastCommitted = pending
 	s.metrics.transactions.Inc()
-	s.metrics.committedLSN.Set(float64(next.LSN))
+	s.metrics.committedLSN.Set(float64(pending.LSN))
 	s.metrics.commitTime.SetToCurrentTime()
-	for {
-		cur := s.committed.Load()
-		if uint64(next.LSN) <= cur || s.committed.CompareAndSwap(cur, uint64(next.LSN)) {
-			break
-		}
-	}
-	s.log.Debug("transaction committed", "rows", records, "batches", batches, "lsn", next.LSN.String(), "partial", next.Partial != nil)
+	storeMax(s.committed, uint64(pending.LSN))
+	s.log.Debug("transaction committed", "rows", records, "batches", batches, "lsn", pending.LSN.String(), "partial", pending.Partial != nil)
 	return nil
 }
 
