@@ -42,7 +42,7 @@ type readerStage struct {
 	lastCommitEnd pglogrepl.LSN // end LSN of the last commit (or non-transactional message) read
 	keepaliveEnd  pglogrepl.LSN // server WAL end of the last keepalive
 	idleSent      pglogrepl.LSN // last idle position sent downstream
-	lastIdleSent   time.Time
+	lastIdleSent  time.Time
 	confirmed     pglogrepl.LSN // last LSN sent in a standby status
 	lastRecv      time.Time
 
