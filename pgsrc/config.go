@@ -3,29 +3,13 @@ package pgsrc
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
-
-// Secret is a string that never prints: String, GoString and LogValue redact it.
-type Secret string
-
-// String implements fmt.Stringer and redacts the secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString redacts the secret in %#v.
-func (s Secret) GoString() string { return s.String() }
-
-// LogValue implements slog.LogValuer and redacts the secret.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Config is the `source` block of the configuration. Its keys, meanings and
 // defaults are those of the Estuary PostgreSQL capture specification.
@@ -37,7 +21,7 @@ type Config struct {
 	// User is the role to authenticate as.
 	User string `koanf:"user"`
 	// Password is the role's password. Required.
-	Password Secret `koanf:"password"`
+	Password secret.String `koanf:"password"`
 	// Advanced holds the options most users never change.
 	Advanced Advanced `koanf:"advanced"`
 }

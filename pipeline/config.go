@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 	"github.com/pgkafka/pgkafka/schema"
 )
 
@@ -170,9 +171,9 @@ type TLSConfig struct {
 // SASLConfig authenticates with PLAIN or SCRAM.
 type SASLConfig struct {
 	// Mechanism is plain, scram-sha-256 or scram-sha-512; empty disables SASL.
-	Mechanism string       `koanf:"mechanism"`
-	Username  string       `koanf:"username"`
-	Password  pgsrc.Secret `koanf:"password"`
+	Mechanism string        `koanf:"mechanism"`
+	Username  string        `koanf:"username"`
+	Password  secret.String `koanf:"password"`
 }
 
 // SetDefaults fills every unset field with its default (and Complete's).

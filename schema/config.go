@@ -3,26 +3,10 @@ package schema
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
+
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
-
-// Secret is a string that never prints: String, GoString and LogValue redact it.
-type Secret string
-
-// String implements fmt.Stringer and redacts the secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString redacts the secret in %#v.
-func (s Secret) GoString() string { return s.String() }
-
-// LogValue implements slog.LogValuer and redacts the secret.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // RegistryConfig is the `schemaRegistry` block of the configuration.
 type RegistryConfig struct {
@@ -31,7 +15,7 @@ type RegistryConfig struct {
 	// Username enables HTTP basic authentication when set.
 	Username string `koanf:"username"`
 	// Password is the basic-authentication password.
-	Password Secret `koanf:"password"`
+	Password secret.String `koanf:"password"`
 	// OnIncompatible is what a schema change that is not BACKWARD compatible
 	// with its subject's latest version does: "stop" (default) stops the
 	// capture with an error naming the table, subject and fields; "register"

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 )
@@ -177,7 +178,7 @@ func TestRegistryConfig(t *testing.T) {
 }
 
 func TestSecret(t *testing.T) {
-	s := Secret("hunter2")
+	s := secret.String("hunter2")
 	var buf strings.Builder
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "password", s)
 	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s %q %#v", s, s, s, s), fmt.Sprintf("%+v", RegistryConfig{Password: s}), fmt.Sprintf("%#v", RegistryConfig{Password: s}), buf.String()} {
@@ -185,7 +186,7 @@ func TestSecret(t *testing.T) {
 			t.Errorf("secret leaked: %s", out)
 		}
 	}
-	if Secret("").String() != "" {
+	if secret.String("").String() != "" {
 		t.Error("empty secret prints something")
 	}
 }

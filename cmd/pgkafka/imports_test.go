@@ -81,6 +81,17 @@ func leafTree(rel string) string {
 	return ""
 }
 
+// secretPackage holds the one type of every credential (secret.String),
+// which the leaves share: a string that never prints, and nothing else.
+const secretPackage = "pgsrc/secret"
+
+// standardLibrary reports whether imp is a package of Go's standard
+// library (its first path element has no dot).
+func standardLibrary(imp string) bool {
+	first, _, _ := strings.Cut(imp, "/")
+	return !strings.Contains(first, ".")
+}
+
 // importRule is one rule of STYLE §1.
 type importRule struct {
 	name string
@@ -95,11 +106,18 @@ type importRule struct {
 func importRules() []importRule {
 	return []importRule{
 		{
-			name:       "the leaves pgsrc, schema and offsets import none of our packages outside their own tree",
+			name:       "the leaves pgsrc, schema and offsets import none of our packages outside their own tree, but the secret type",
 			transitive: true,
 			forbidden: func(rel, imp string) bool {
 				l, o := leafTree(rel), ourPackage(imp)
-				return l != "" && o != "" && !pathUnder(o, l)
+				return l != "" && o != "" && !pathUnder(o, l) && o != secretPackage
+			},
+		},
+		{
+			name:       "the secret type depends on the standard library alone",
+			transitive: true,
+			forbidden: func(rel, imp string) bool {
+				return rel == secretPackage && !standardLibrary(imp)
 			},
 		},
 		{
@@ -202,11 +220,17 @@ func TestImportRules(t *testing.T) {
 		{"schema uses avro and pgtype", goPackage{path: m("schema"),
 			imports: []string{"github.com/hamba/avro/v2", "github.com/jackc/pgx/v5/pgtype"}}, nil},
 		{"pgsrc imports schema", goPackage{path: m("pgsrc"), imports: []string{m("schema")}, deps: []string{m("schema")}},
-			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree"}},
+			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree, but the secret type"}},
 		{"offsets depends on pgsrc through another thisModule", goPackage{path: m("offsets"), deps: []string{m("pgsrc")}},
-			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree"}},
+			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree, but the secret type"}},
 		{"schema imports pipeline", goPackage{path: m("schema"), imports: []string{m("pipeline")}, deps: []string{m("pipeline")}},
-			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree", "only cmd imports pipeline"}},
+			[]string{"the leaves pgsrc, schema and offsets import none of our packages outside their own tree, but the secret type", "only cmd imports pipeline"}},
+		{"schema uses the secret type", goPackage{path: m("schema"),
+			imports: []string{m("pgsrc/secret")}, deps: []string{m("pgsrc/secret"), "log/slog"}}, nil},
+		{"the secret type imports pgsrc", goPackage{path: m("pgsrc/secret"), imports: []string{m("pgsrc")}, deps: []string{m("pgsrc")}},
+			[]string{"the secret type depends on the standard library alone"}},
+		{"the secret type imports a module", goPackage{path: m("pgsrc/secret"), deps: []string{"github.com/twmb/franz-go/pkg/kgo"}},
+			[]string{"the secret type depends on the standard library alone"}},
 		{"pipeline imports cmd", goPackage{path: m("pipeline"), imports: []string{m("cmd/pgkafka")}, deps: []string{m("cmd/pgkafka")}},
 			[]string{"pipeline does not import cmd", "nothing imports cmd"}},
 		{"pipeline imports pgconn", goPackage{path: m("pipeline"), imports: []string{"github.com/jackc/pgx/v5/pgconn"}},

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
 
 // opTimeout bounds each helper operation.
@@ -210,7 +211,7 @@ func (d *DB) SourceConfig(user, password string) pgsrc.Config {
 		Address:  d.cluster.Address(),
 		Database: d.Name,
 		User:     user,
-		Password: pgsrc.Secret(password),
+		Password: secret.String(password),
 	}
 	cfg.Advanced.SSLMode = "disable"
 	cfg.SetDefaults()

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
 
 // The demo's sample schema: a shop's customers and orders.
@@ -56,7 +57,7 @@ func (c *Cluster) SetupDemo(ctx context.Context) (pgsrc.Config, error) {
 		Address:  fmt.Sprintf("%s:%d", c.Host(), c.Port()),
 		Database: "demo",
 		User:     "flow_capture",
-		Password: pgsrc.Secret(password),
+		Password: secret.String(password),
 	}
 	cfg.SetDefaults()
 	conn, err := pgsrc.Connect(ctx, &cfg)
