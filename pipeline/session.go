@@ -104,9 +104,7 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.planBackfills(ctx); err != nil {
 		return err
 	}
-	if err := s.wire(); err != nil {
-		return err
-	}
+	s.wire()
 	return s.runStages(ctx)
 }
 
@@ -312,7 +310,7 @@ func (s *session) planBackfills(ctx context.Context) error {
 }
 
 // wire makes the channels between the stages and the stages themselves.
-func (s *session) wire() error {
+func (s *session) wire() {
 	cfg, r := s.cfg, s.r
 	// Two plans per backfill worker; closed at once without backfills.
 	plans := make(chan *chunkPlan, 2*max(1, len(s.scanners)))
@@ -354,7 +352,6 @@ func (s *session) wire() error {
 		window: cfg.Kafka.TransactionWindow, maxRecords: cfg.Kafka.MaxTransactionRecords,
 		log: r.log.With("stage", "producer"), metrics: r.metrics,
 	}
-	return nil
 }
 
 // runStages runs the stages, one goroutine each, under one errgroup until
