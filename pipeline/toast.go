@@ -175,11 +175,11 @@ func (r *toastReconciler) close(ctx context.Context) error {
 }
 
 // update fills the unchanged values of an update, then caches its values.
-// passes tells whether the change is emitted (backfill.go): the database
-// is read only for changes that are.
-func (r *toastReconciler) update(ctx context.Context, tc *tableCodec, ch *pgsrc.Change, passes func([]pgsrc.Value) bool) error {
+// admitted tells whether the change is emitted (dblog.go): the database is
+// read only for changes that are.
+func (r *toastReconciler) update(ctx context.Context, tc *tableCodec, ch *pgsrc.Change, admitted func([]pgsrc.Value) bool) error {
 	if unchangedIn(ch.New) {
-		if err := r.reconcile(ctx, tc, ch, passes(ch.New)); err != nil {
+		if err := r.reconcile(ctx, tc, ch, admitted(ch.New)); err != nil {
 			return err
 		}
 	}
