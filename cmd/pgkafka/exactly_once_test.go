@@ -290,11 +290,12 @@ func TestIdleCaptureFollowsNeighbours(t *testing.T) {
 	c := startCapture(t, path)
 	neighbour := cluster.NewDatabase(t)
 	neighbour.Exec(t, `CREATE TABLE noise (id serial PRIMARY KEY, v text)`)
-	first := slotRestart(t, s)
+	slotRestart := slotRestarts(t, s)
+	first := slotRestart()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		neighbour.Exec(t, `INSERT INTO noise (v) SELECT repeat('n', 200) FROM generate_series(1, 2000)`)
-		if now := slotRestart(t, s); now > first+1<<20 {
+		if now := slotRestart(); now > first+1<<20 {
 			t.Logf("restart_lsn moved from %s to %s", first, now)
 			break
 		}
@@ -307,17 +308,24 @@ func TestIdleCaptureFollowsNeighbours(t *testing.T) {
 	c.stop(t)
 }
 
-func slotRestart(t *testing.T, s *stack) pglogrepl.LSN {
+// slotRestarts returns a reader of the slot's restart_lsn, on one
+// connection for all its reads (a connection per read ran a slow run out
+// of connections).
+func slotRestarts(t *testing.T, s *stack) func() pglogrepl.LSN {
 	t.Helper()
-	var v string
-	if err := s.db.Conn(t).QueryRow(context.Background(), `SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = 'flow_slot' AND database = current_database()`).Scan(&v); err != nil {
-		t.Fatal(err)
+	conn := s.db.Conn(t)
+	return func() pglogrepl.LSN {
+		t.Helper()
+		var v string
+		if err := conn.QueryRow(context.Background(), `SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = 'flow_slot' AND database = current_database()`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		lsn, err := pglogrepl.ParseLSN(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lsn
 	}
-	lsn, err := pglogrepl.ParseLSN(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lsn
 }
 
 // TestHardStopAborts: a second SIGTERM, or the shutdownTimeout running out,
