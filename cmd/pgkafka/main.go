@@ -200,9 +200,18 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger, ui *
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if ui != nil {
+		// The bars follow the Runner until it returns, then take its
+		// last progress before they are drawn a last time (ui.close).
 		fctx, stop := context.WithCancel(ctx)
-		defer stop()
-		go ui.follow(fctx, r)
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			ui.follow(fctx, r)
+		}()
+		defer func() {
+			stop()
+			<-followed
+		}()
 	}
 	if cfg.Metrics.Address != "" {
 		stop, err := serveMetrics(cfg.Metrics.Address, r, log)

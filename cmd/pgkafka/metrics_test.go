@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -44,10 +46,21 @@ func TestMetricsAndProgressBars(t *testing.T) {
 	waitFor(t, 60*time.Second, func() bool { return strings.Contains(stderr.String(), "backfills finished") }, &stderr)
 
 	s.db.Exec(t, `INSERT INTO orders VALUES (501, 'a'), (502, 'b'); UPDATE orders SET v = 'u' WHERE id = 1; DELETE FROM orders WHERE id = 2`)
+	// The scrape is taken once Kafka holds the changes: their records are
+	// counted when encoded, but the committed LSN only once their Kafka
+	// transaction commits (the backfill's may not have committed yet).
+	var written string
+	if err := s.db.Conn(t).QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&written); err != nil {
+		t.Fatal(err)
+	}
+	writtenLSN, err := pglogrepl.ParseLSN(written)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var m map[string]*dto.MetricFamily
 	waitFor(t, 30*time.Second, func() bool {
 		m = scrape(t, "http://"+addr+"/metrics")
-		return value(m, "pgkafka_records_total", "op", "d") == 1
+		return value(m, "pgkafka_records_total", "op", "d") == 1 && value(m, "pgkafka_committed_lsn", "", "") >= float64(writtenLSN)
 	}, &stderr)
 	for _, c := range []struct {
 		name, label, lv string

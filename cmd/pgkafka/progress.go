@@ -64,37 +64,46 @@ func (u *progressUI) Write(b []byte) (int, error) {
 	return u.out.Write(b)
 }
 
-// follow keeps a bar per table in step with r's backfills until ctx ends.
+// follow keeps a bar per table in step with r's backfills until ctx ends,
+// then brings them up to date a last time: a table finished just before a
+// stop shows as done.
 func (u *progressUI) follow(ctx context.Context, r *pipeline.Runner) {
 	bars := map[string]*mpb.Bar{}
 	t := time.NewTicker(progressEvery)
 	defer t.Stop()
 	for {
-		for _, tp := range r.BackfillProgress() {
-			b := bars[tp.Table]
-			if b == nil {
-				b = u.p.New(0, mpb.BarStyle(), mpb.PrependDecorators(decor.Name(tp.Table+" ", decor.WCSyncSpaceR),
-					decor.Any(func(decor.Statistics) string { return rowsOf(r, tp.Table) }, decor.WCSyncSpace)),
-					mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace),
-						decor.Any(func(decor.Statistics) string { return etaOf(r, tp.Table) }, decor.WCSyncSpace)))
-				bars[tp.Table] = b
-			}
-			read := tp.Before + tp.Rows
-			switch {
-			case tp.Done:
-				b.SetTotal(max(read, 1), true)
-				if read == 0 {
-					b.SetCurrent(1)
-				}
-			default:
-				b.SetTotal(max(tp.Estimated, read+1), false)
-				b.SetCurrent(read)
-			}
-		}
+		u.update(r, bars)
 		select {
 		case <-ctx.Done():
+			u.update(r, bars)
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// update sets each table's bar from r's progress, adding the bars of
+// tables new to bars.
+func (u *progressUI) update(r *pipeline.Runner, bars map[string]*mpb.Bar) {
+	for _, tp := range r.BackfillProgress() {
+		b := bars[tp.Table]
+		if b == nil {
+			b = u.p.New(0, mpb.BarStyle(), mpb.PrependDecorators(decor.Name(tp.Table+" ", decor.WCSyncSpaceR),
+				decor.Any(func(decor.Statistics) string { return rowsOf(r, tp.Table) }, decor.WCSyncSpace)),
+				mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace),
+					decor.Any(func(decor.Statistics) string { return etaOf(r, tp.Table) }, decor.WCSyncSpace)))
+			bars[tp.Table] = b
+		}
+		read := tp.Before + tp.Rows
+		switch {
+		case tp.Done:
+			b.SetTotal(max(read, 1), true)
+			if read == 0 {
+				b.SetCurrent(1)
+			}
+		default:
+			b.SetTotal(max(tp.Estimated, read+1), false)
+			b.SetCurrent(read)
 		}
 	}
 }
