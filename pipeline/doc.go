@@ -39,9 +39,10 @@
 //
 // Every piece of state has one owner: a stage's fields are its goroutine's;
 // what crosses between goroutines is a batch handed over on a channel, an
-// immutable chunk plan or result, or one of three synchronized values: the
+// immutable chunk plan or result, or one of four synchronized values: the
 // committed LSN (producer to reader), the count of low watermarks awaited
-// (backfill to reader), and the window gate (serializer to backfill).
+// (backfill to reader), the window gate (serializer to backfill), and the
+// backfill progress (backfill to the Runner's readers, progress.go).
 
 // # Memory bound
 //
