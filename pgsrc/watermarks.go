@@ -18,11 +18,24 @@ type Watermarks struct {
 }
 
 // OpenWatermarks connects for watermark writes.
+//
+// Its writes commit with synchronous_commit = local, whatever the server's
+// setting: logical decoding reads only WAL the server has flushed, and a
+// commit made with synchronous_commit = off waits for the WAL writer
+// (wal_writer_delay, 200 ms by default) before the stream shows it. A
+// backfill chunk waits on its low watermark, so every chunk would wait for
+// the timer. Local rather than on: the stream needs the local flush only,
+// not the synchronous standbys'.
 func OpenWatermarks(ctx context.Context, cfg *Config) (*Watermarks, error) {
 	ref := cfg.Watermarks()
-	conn, err := Connect(ctx, cfg)
+	cc, err := cfg.ConnConfig(false)
 	if err != nil {
 		return nil, err
+	}
+	cc.RuntimeParams["synchronous_commit"] = "local"
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, cfg.connectError(err)
 	}
 	return &Watermarks{
 		conn: conn,

@@ -375,10 +375,17 @@ type benchEnv struct {
 	cfg    pipeline.Config
 }
 
-// benchSetup starts a benchEnv.
+// benchSetup starts a benchEnv. BENCH_SYNCHRONOUS_COMMIT sets the
+// server's synchronous_commit (on by default); `make bench` runs with on,
+// then off.
 func benchSetup(b *testing.B) *benchEnv {
 	b.Helper()
-	pg, err := pgtest.New()
+	var opts []pgtest.Option
+	if v := os.Getenv("BENCH_SYNCHRONOUS_COMMIT"); v != "" {
+		opts = append(opts, pgtest.WithSetting("synchronous_commit", v))
+		b.Logf("server synchronous_commit = %s", v)
+	}
+	pg, err := pgtest.New(opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
