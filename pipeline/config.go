@@ -103,6 +103,11 @@ type MetricsConfig struct {
 	// Address is where `pgkafka run` serves /metrics (Prometheus text
 	// format) and /healthz, host:port; empty serves nothing.
 	Address string `koanf:"address"`
+	// Pprof also serves Go's profiles on /debug/pprof/ at Address (CPU,
+	// heap, goroutines, traces): for finding where a capture spends its
+	// time. Off by default; the profiles show no values, but whoever
+	// reaches the address may take them.
+	Pprof bool `koanf:"pprof"`
 }
 
 // Binding is one captured table.
@@ -261,6 +266,8 @@ func (c *Config) Validate() error {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			p.add("metrics.address", "%q is not host:port (for example \":9187\" or \"127.0.0.1:9187\")", a)
 		}
+	} else if c.Metrics.Pprof {
+		p.add("metrics.pprof", "true needs metrics.address, where the profiles are served")
 	}
 	c.Toast.validate(&p)
 	c.validateBindings(&p)

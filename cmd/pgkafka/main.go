@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -214,7 +215,7 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger, ui *
 		}()
 	}
 	if cfg.Metrics.Address != "" {
-		stop, err := serveMetrics(cfg.Metrics.Address, r, log)
+		stop, err := serveMetrics(cfg.Metrics, r, log)
 		if err != nil {
 			return err
 		}
@@ -242,9 +243,11 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger, ui *
 	return r.Run(ctx)
 }
 
-// serveMetrics serves the Runner's metrics on /metrics and a liveness
-// answer on /healthz until stop is called.
-func serveMetrics(addr string, r *pipeline.Runner, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves the Runner's metrics on /metrics, a liveness answer
+// on /healthz and, with metrics.pprof, Go's profiles on /debug/pprof/,
+// until stop is called.
+func serveMetrics(cfg pipeline.MetricsConfig, r *pipeline.Runner, log *slog.Logger) (stop func(), err error) {
+	addr := cfg.Address
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.address: cannot listen on %s: %w (choose a free port, or leave the key empty to serve no metrics)", addr, err)
@@ -252,13 +255,20 @@ func serveMetrics(addr string, r *pipeline.Runner, log *slog.Logger) (stop func(
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", r.Metrics().Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	if cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine, ...
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("metrics server stopped", "err", err)
 		}
 	}()
-	log.Info("serving metrics", "address", ln.Addr().String())
+	log.Info("serving metrics", "address", ln.Addr().String(), "pprof", cfg.Pprof)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

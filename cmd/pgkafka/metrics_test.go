@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -95,6 +97,9 @@ func TestMetricsAndProgressBars(t *testing.T) {
 	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
 		t.Errorf("/healthz: %d %q", resp.StatusCode, body)
 	}
+	if code := httpStatus(t, "http://"+addr+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without metrics.pprof: status %d, want 404", code)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -120,6 +125,65 @@ func TestMetricsAndProgressBars(t *testing.T) {
 	if !strings.Contains(out, "backfill finished") || !strings.Contains(out, "stopped") {
 		t.Errorf("log lines missing:\n%s", out)
 	}
+}
+
+// TestPprof: with metrics.pprof, a running capture serves Go's profiles
+// on the metrics address: a CPU profile taken while it streams is a
+// gzipped profile (what `go tool pprof` reads), and so is the heap's.
+func TestPprof(t *testing.T) {
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, v text);
+		INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 2000) g`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path := s.config(t, pgtest.Superuser, cluster.SuperuserPassword(), ordersBinding)
+	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "text",
+		"--set", "metrics.address="+addr, "--set", "metrics.pprof=true")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, 60*time.Second, func() bool { return strings.Contains(stderr.String(), "backfills finished") }, &stderr)
+	s.db.Exec(t, `INSERT INTO orders SELECT g, 'w' || g FROM generate_series(2001, 4000) g`)
+	for _, p := range []string{"/debug/pprof/profile?seconds=1", "/debug/pprof/heap"} {
+		resp, err := http.Get("http://" + addr + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d: %s", p, resp.StatusCode, body)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: not a gzipped profile: %v", p, err)
+		}
+		raw, err := io.ReadAll(zr)
+		if err != nil || len(raw) == 0 {
+			t.Fatalf("%s: an empty or broken profile (%d bytes): %v", p, len(raw), err)
+		}
+	}
+}
+
+// httpStatus is the status of a GET of url.
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool, logs fmt.Stringer) {
