@@ -26,13 +26,14 @@ lint:
 	$(GO) vet ./...
 
 # Streaming throughput against pg_recvlogical on the same WAL (DESIGN §9),
-# then backfill throughput against COPY and a raw franz-go producer, with
+# then backfill throughput against COPY and a raw franz-go producer, then
+# commit-to-visible latency at 1,000 and 5,000 transactions a second, with
 # the server's synchronous_commit on, then off; then the peak RSS of the
 # pgkafka binary itself (DESIGN §9: 128 MB).
 bench: deps
 	set -e; for sc in on off; do \
 		echo "== server synchronous_commit = $$sc"; \
-		BENCH_SYNCHRONOUS_COMMIT=$$sc BENCH_ROWS=$(BENCH_ROWS) BENCH_BACKFILL_ROWS=$(BENCH_BACKFILL_ROWS) $(GO) test -run '^$$' -bench 'BenchmarkStreaming|BenchmarkBackfill' -benchtime 1x -count 1 -timeout 60m ./pipeline/; \
+		BENCH_SYNCHRONOUS_COMMIT=$$sc BENCH_ROWS=$(BENCH_ROWS) BENCH_BACKFILL_ROWS=$(BENCH_BACKFILL_ROWS) $(GO) test -run '^$$' -bench 'BenchmarkStreaming|BenchmarkBackfill|BenchmarkLatency' -benchtime 1x -count 1 -timeout 60m ./pipeline/; \
 	done
 	BENCH_RSS_ROWS=$(BENCH_RSS_ROWS) $(GO) test -run '^$$' -bench BenchmarkRSS -benchtime 1x -count 1 -timeout 60m ./cmd/pgkafka/
 

@@ -139,8 +139,9 @@ type KafkaConfig struct {
 	Compression string `koanf:"compression"`
 	// Linger is how long the producer waits to fill a batch.
 	Linger time.Duration `koanf:"linger"`
-	// TransactionWindow is how long a Kafka transaction gathers PostgreSQL
-	// transactions before it commits (it commits only between two).
+	// TransactionWindow is how long at most a Kafka transaction gathers
+	// PostgreSQL transactions before it commits (it commits only between
+	// two, and sooner when no more wait).
 	TransactionWindow time.Duration `koanf:"transactionWindow"`
 	// MaxTransactionRecords caps the records of one Kafka transaction: a
 	// PostgreSQL transaction larger than that is split across several, the

@@ -64,8 +64,9 @@
 // # Exactly once
 //
 // The producer writes in Kafka transactions (transactional id = the
-// connector's name). Each holds whole PostgreSQL transactions, gathered for
-// kafka.transactionWindow, then the checkpoint (offsets.Checkpoint: the end
+// connector's name). Each holds whole PostgreSQL transactions, those that
+// wait when it begins and come while it lasts (up to
+// kafka.transactionWindow), then the checkpoint (offsets.Checkpoint: the end
 // LSN of the last of them) as its last record; a PostgreSQL transaction is
 // split only past kafka.maxTransactionRecords, the checkpoint then saying
 // how many of its changes Kafka holds. After EndTransaction commits, the

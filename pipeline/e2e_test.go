@@ -328,3 +328,24 @@ func TestUnchangedToastedArray(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionCommitsWhenNothingWaits: a Kafka transaction commits as
+// soon as no more PostgreSQL transactions wait for the producer, not at the
+// end of kafka.transactionWindow, a bound only. With a window of a minute,
+// each of three single-row transactions, written once the one before is
+// read, reaches a read_committed consumer within half of it.
+func TestTransactionCommitsWhenNothingWaits(t *testing.T) {
+	e := newEnv(t, "public.events")
+	e.cfg.Kafka.TransactionWindow = time.Minute
+	e.db.Exec(t, `CREATE TABLE events (id int PRIMARY KEY)`)
+	rn := e.start(t)
+	topic := "test.public.events"
+	for i := 1; i <= 3; i++ {
+		e.db.Exec(t, fmt.Sprintf(`INSERT INTO events VALUES (%d)`, i))
+		rs := e.consume(t, []string{topic}, 30*time.Second, atLeast(i))
+		if len(rs) != i {
+			t.Fatalf("after insert %d, %d records:\n%s", i, len(rs), dump(rs))
+		}
+	}
+	rn.stop(t)
+}

@@ -21,8 +21,9 @@ const endTxnTimeout = 30 * time.Second
 // the checkpoint of what it holds as its last record, and publishes the
 // checkpoint's LSN once the transaction is committed.
 //
-// A Kafka transaction gathers batches for kafka.transactionWindow and then
-// commits, but only between two PostgreSQL transactions, unless it holds
+// A Kafka transaction gathers the batches that wait, for at most
+// kafka.transactionWindow, and commits as soon as none waits, but only
+// between two PostgreSQL transactions, unless it holds
 // kafka.maxTransactionRecords records already: then it commits inside one,
 // and the checkpoint records how far into it (offsets.Partial).
 type producerStage struct {
@@ -111,34 +112,46 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 	return more, nil
 }
 
-// gather adds to tx the batches that come within kafka.transactionWindow,
-// then those up to the end of the PostgreSQL transaction in progress. It
-// stops at kafka.maxTransactionRecords records, even inside a PostgreSQL
-// transaction, but never inside a backfill chunk's window. more is false
-// once in is closed.
+// gather adds to tx the batches that wait, at most kafka.transactionWindow
+// after tx began, then those up to the end of the PostgreSQL transaction
+// in progress. Between two PostgreSQL transactions it commits as soon as
+// no batch waits: what comes while this transaction commits makes the
+// next one, so that transactions are small under a light load (a change
+// is visible to read_committed consumers at once) and large under a heavy
+// one. It stops at kafka.maxTransactionRecords records, even inside a
+// PostgreSQL transaction, but never inside a backfill chunk's window. more
+// is false once in is closed.
 func (s *producerStage) gather(ctx context.Context, in <-chan *recordBatch, tx *kafkaTxn) (more bool, err error) {
 	window := time.NewTimer(s.window)
 	defer window.Stop()
-	windowDone := false
 	for tx.records < s.maxRecords || tx.inWindow {
-		// A backfill chunk's window stays in one transaction,
-		// whatever its size.
-		boundary := tx.pending.Partial == nil && !tx.inWindow
-		if boundary && windowDone {
-			break
+		if tx.pending.Partial == nil && !tx.inWindow {
+			// A boundary: take a batch that waits, while the window lasts.
+			select {
+			case <-window.C:
+				return true, nil
+			default:
+			}
+			select {
+			case nb, ok := <-in:
+				if !ok {
+					return false, nil
+				}
+				s.add(ctx, tx, nb)
+				continue
+			default:
+				return true, nil
+			}
 		}
-		var timeout <-chan time.Time
-		if boundary {
-			timeout = window.C // inside a transaction: wait for more, whatever the time
-		}
+		// Inside a PostgreSQL transaction, or a backfill chunk's window
+		// (which stays in one transaction whatever its size): wait for
+		// more, whatever the time.
 		select {
 		case nb, ok := <-in:
 			if !ok {
 				return false, nil
 			}
 			s.add(ctx, tx, nb)
-		case <-timeout:
-			windowDone = true
 		case <-ctx.Done():
 			return false, context.Cause(ctx)
 		}
