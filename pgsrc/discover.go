@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,13 @@ type Column struct {
 	// until the table is rewritten). PostgreSQL 11 and later.
 	HasMissing bool
 	Missing    string
+	// HasConstDefault tells that ConstDefault holds the column's default,
+	// in text form, when it is a constant (pg_attrdef: DEFAULT 'x',
+	// DEFAULT 7): the value an ADD COLUMN gave the rows before it, which,
+	// unlike Missing, a later rewrite of the table (ALTER COLUMN TYPE,
+	// VACUUM FULL) keeps.
+	HasConstDefault bool
+	ConstDefault    string
 	// Type is the column's type; its Display holds the column's typmod.
 	Type   Type
 	Typmod int32
@@ -320,8 +328,10 @@ func loadColumns(ctx context.Context, conn *pgx.Conn, oids []uint32, index map[u
 		missing = "CASE WHEN a.atthasmissing THEN a.attmissingval::text END"
 	}
 	rows, err := conn.Query(ctx, `SELECT a.attrelid, a.attname, a.attnum, a.attnotnull, `+generated+`,
-		a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), `+missing+`
+		a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), `+missing+`,
+		pg_get_expr(d.adbin, d.adrelid)
 	FROM pg_attribute a
+	LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 	WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 	ORDER BY a.attrelid, a.attnum`, oids)
 	if err != nil {
@@ -337,13 +347,16 @@ func loadColumns(ctx context.Context, conn *pgx.Conn, oids []uint32, index map[u
 	for rows.Next() {
 		var c col
 		var pos int16
-		var miss *string
-		if err := rows.Scan(&c.rel, &c.Name, &pos, &c.NotNull, &c.Generated, &c.typ, &c.Typmod, &c.display, &miss); err != nil {
+		var miss, def *string
+		if err := rows.Scan(&c.rel, &c.Name, &pos, &c.NotNull, &c.Generated, &c.typ, &c.Typmod, &c.display, &miss, &def); err != nil {
 			rows.Close()
 			return fmt.Errorf("listing columns: %w", err)
 		}
 		if miss != nil {
 			c.Missing, c.HasMissing = oneElement(*miss)
+		}
+		if def != nil && !c.Generated {
+			c.ConstDefault, c.HasConstDefault = constDefault(*def)
 		}
 		c.Position = int(pos)
 		cols = append(cols, c)
@@ -544,6 +557,33 @@ func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
 // oneElement returns the element of a one-element array literal ({5},
 // {"he said \"hi\""}) as array_out writes attmissingval; false for NULL
 // or anything else.
+// Deparsed constants: a quoted literal with its casts ('dflt'::text,
+// '2024-01-01'::date, '{1,2}'::integer[]), a number, a boolean.
+var (
+	quotedConst = regexp.MustCompile(`^'((?:[^'\\]|'')*)'(?:::[A-Za-z_"][A-Za-z0-9_ ."\[\],()]*)+$`)
+	numberConst = regexp.MustCompile(`^-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$`)
+)
+
+// constDefault returns the value of a default expression, as
+// pg_get_expr prints it, when it is a constant (PostgreSQL prints a
+// constant's value in its type's output form); false for anything else
+// (a function call, an expression, an escaped string, a null).
+func constDefault(expr string) (string, bool) {
+	switch {
+	case expr == "true":
+		return "t", true
+	case expr == "false":
+		return "f", true
+	case numberConst.MatchString(expr):
+		return expr, true
+	}
+	m := quotedConst.FindStringSubmatch(expr)
+	if m == nil {
+		return "", false
+	}
+	return strings.ReplaceAll(m[1], "''", "'"), true
+}
+
 func oneElement(lit string) (string, bool) {
 	if len(lit) < 3 || lit[0] != '{' || lit[len(lit)-1] != '}' {
 		return "", false

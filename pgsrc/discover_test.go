@@ -282,3 +282,52 @@ func TestTypeKindString(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoverConstDefaults: a column's constant default is read in its
+// type's output form, after a rewrite dropped the missing value too;
+// defaults that are not constants have none.
+func TestDiscoverConstDefaults(t *testing.T) {
+	ctx := testContext(t)
+	db := pgCluster(t).NewDatabase(t)
+	db.Exec(t, `
+CREATE SEQUENCE s;
+CREATE TABLE defs (id int PRIMARY KEY, n int);
+INSERT INTO defs VALUES (1, 1);
+ALTER TABLE defs ADD COLUMN txt text NOT NULL DEFAULT 'it''s',
+	ADD COLUMN num int NOT NULL DEFAULT 7,
+	ADD COLUMN neg int NOT NULL DEFAULT -3,
+	ADD COLUMN dec numeric(12,2) NOT NULL DEFAULT 2.5,
+	ADD COLUMN flag boolean NOT NULL DEFAULT true,
+	ADD COLUMN day date NOT NULL DEFAULT '2024-1-2',
+	ADD COLUMN vc varchar(10) NOT NULL DEFAULT 'v',
+	ADD COLUMN arr int[] NOT NULL DEFAULT '{1,2}',
+	ADD COLUMN esc text NOT NULL DEFAULT E'a\\b',
+	ADD COLUMN seq bigint NOT NULL DEFAULT nextval('s'),
+	ADD COLUMN stamp timestamptz NOT NULL DEFAULT now(),
+	ADD COLUMN expr int NOT NULL DEFAULT 1 + 1,
+	ADD COLUMN plain text;
+ALTER TABLE defs ALTER COLUMN n TYPE bigint; -- a rewrite: the missing values are gone`)
+	tables, err := pgsrc.Discover(ctx, db.Conn(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := map[string]pgsrc.Column{}
+	for _, c := range tables[0].Columns {
+		cols[c.Name] = c
+		if c.HasMissing {
+			t.Errorf("column %s still has a missing value after the rewrite", c.Name)
+		}
+	}
+	for _, tc := range []struct {
+		col  string
+		want string // "" for no constant default
+	}{
+		{"txt", "it's"}, {"num", "7"}, {"neg", "-3"}, {"dec", "2.5"}, {"flag", "t"}, {"day", "2024-01-02"},
+		{"vc", "v"}, {"arr", "{1,2}"}, {"esc", ""}, {"seq", ""}, {"stamp", ""}, {"expr", ""}, {"plain", ""}, {"id", ""},
+	} {
+		c := cols[tc.col]
+		if got := c.ConstDefault; c.HasConstDefault != (tc.want != "") || got != tc.want {
+			t.Errorf("column %s: constant default %q (%v), want %q", tc.col, got, c.HasConstDefault, tc.want)
+		}
+	}
+}

@@ -209,6 +209,9 @@ func (c *codecs) schemaColumn(ctx context.Context, ref pgsrc.TableRef, rc pgsrc.
 	if known && col.HasMissing {
 		sc.Default, sc.HasDefault = col.Missing, true
 	}
+	if known && col.HasConstDefault {
+		sc.Fallback, sc.HasFallback = col.ConstDefault, true
+	}
 	return sc, nil
 }
 

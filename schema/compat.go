@@ -356,8 +356,12 @@ func jsonText(s string) string {
 // promised readers, so a new shape does not break it needlessly: a column
 // nullable there stays nullable (ALTER COLUMN SET NOT NULL, or a catalog
 // read at start that finds the column NOT NULL since, would otherwise make
-// the records with nulls unreadable), and a field keeps its aliases (former
-// names). A subject without versions leaves t as is.
+// the records with nulls unreadable), a field keeps its aliases (former
+// names), and a non-nullable column without a default takes its Fallback
+// (the column's constant default) as its default when it is new to the
+// subject, or when its field had a default there: a rewrite of the table
+// drops the missing value, not what older records need. A subject without
+// versions leaves t as is.
 func (r *Registry) Inherit(ctx context.Context, t *Table) error {
 	old, _, err := r.Latest(ctx, t.Topic+"-value")
 	if err != nil || old == nil {
@@ -376,6 +380,9 @@ func (r *Registry) Inherit(ctx context.Context, t *Table) error {
 				f = of
 				break
 			}
+		}
+		if (f == nil || f.HasDefault()) && !c.Nullable && !c.HasDefault && c.HasFallback {
+			c.Default, c.HasDefault = c.Fallback, true
 		}
 		if f == nil {
 			continue

@@ -26,6 +26,14 @@ type Column struct {
 	// of the new schema reads older records with the value the table holds.
 	Default    string
 	HasDefault bool
+	// Fallback, when HasFallback, is the column's constant default, in
+	// text form (pg_attrdef), which a rewrite of the table keeps where it
+	// drops the missing value: Registry.Inherit makes it the Default of a
+	// non-nullable column new to the subject that has none, so that a
+	// burst of DDL read after the rewrite still gives the new field the
+	// value older rows hold.
+	Fallback    string
+	HasFallback bool
 	// Aliases are former names of the column (a RENAME COLUMN), written as
 	// the field's Avro aliases so readers resolve older records by them.
 	Aliases []string
