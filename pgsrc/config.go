@@ -53,6 +53,11 @@ type Advanced struct {
 	// or "auto" (on when every published column has a type pgkafka decodes
 	// in binary and every key column one it renders as text).
 	PgoutputBinary string `koanf:"pgoutputBinary"`
+	// MaxSlotLagBytes is the WAL the server may keep for the slot (from
+	// its restart LSN to the current position) before `pgkafka run` warns,
+	// at each check of the slot; 0 disables the warning. The lag is also
+	// in metrics (pgkafka_slot_retained_bytes).
+	MaxSlotLagBytes int64 `koanf:"maxSlotLagBytes"`
 }
 
 // The values of source.advanced.pgoutputBinary.
@@ -139,6 +144,9 @@ func (c *Config) Validate() error {
 		if _, _, err := SplitTableName(t); err != nil {
 			bad("advanced.skip_backfills", "%v", err)
 		}
+	}
+	if a.MaxSlotLagBytes < 0 {
+		bad("advanced.maxSlotLagBytes", "%d is negative (0 disables the warning)", a.MaxSlotLagBytes)
 	}
 	if a.HeartbeatInterval < 0 {
 		bad("advanced.heartbeatInterval", "%s is negative (0 disables heartbeats)", a.HeartbeatInterval)

@@ -21,8 +21,27 @@ type SlotStatus struct {
 	// WALStatus is reserved, extended, unreserved or lost ("" before
 	// PostgreSQL 13).
 	WALStatus string
+	// SafeWALBytes is how much more WAL may be written before the slot is
+	// in danger of being invalidated (pg_replication_slots.safe_wal_size,
+	// PostgreSQL 13+, under max_slot_wal_keep_size); -1 when unlimited or
+	// unknown.
+	SafeWALBytes int64
 	// CurrentWAL is the server's pg_current_wal_lsn().
 	CurrentWAL pglogrepl.LSN
+}
+
+// RetainedBytes is how much WAL the server keeps for the slot: from its
+// restart LSN to the current WAL position.
+func (s *SlotStatus) RetainedBytes() int64 { return lsnDiff(s.CurrentWAL, s.Restart) }
+
+// LagBytes is how much WAL the slot's consumer has not confirmed yet.
+func (s *SlotStatus) LagBytes() int64 { return lsnDiff(s.CurrentWAL, s.ConfirmedFlush) }
+
+func lsnDiff(a, b pglogrepl.LSN) int64 {
+	if a <= b {
+		return 0
+	}
+	return int64(a - b)
 }
 
 // Lost reports a slot the server invalidated.
@@ -31,14 +50,14 @@ func (s *SlotStatus) Lost() bool { return s.WALStatus == "lost" }
 // Slot reads the status of the replication slot named slot.
 func (c *Catalog) Slot(ctx context.Context, slot string) (*SlotStatus, error) {
 	st := &SlotStatus{Name: slot}
-	walStatus := "''"
+	walStatus, safeWAL := "''", "-1::bigint"
 	if serverMajor(c.conn) >= 13 {
-		walStatus = "COALESCE(wal_status, '')"
+		walStatus, safeWAL = "COALESCE(wal_status, '')", "COALESCE(safe_wal_size, -1)"
 	}
 	var confirmed, restart, current string
 	err := c.conn.QueryRow(ctx, `SELECT active, COALESCE(confirmed_flush_lsn::text, '0/0'), COALESCE(restart_lsn::text, '0/0'), `+walStatus+`,
-			pg_current_wal_lsn()::text
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&st.Active, &confirmed, &restart, &st.WALStatus, &current)
+			`+safeWAL+`, pg_current_wal_lsn()::text
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&st.Active, &confirmed, &restart, &st.WALStatus, &st.SafeWALBytes, &current)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, nil
 	}

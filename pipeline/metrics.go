@@ -30,6 +30,11 @@ type Metrics struct {
 	backfillChunks    *prometheus.CounterVec // table
 
 	toast *prometheus.CounterVec // path
+
+	slotLag       prometheus.Gauge
+	slotRetained  prometheus.Gauge
+	slotSafeWAL   prometheus.Gauge
+	slotWALStatus *prometheus.GaugeVec // status
 }
 
 // TOAST reconciler paths (DESIGN §4), the values of the path label.
@@ -82,6 +87,14 @@ func newMetrics() *Metrics {
 	for _, p := range []string{ToastOldTuple, ToastCache, ToastDatabase, ToastUnavailable} {
 		m.toast.WithLabelValues(p)
 	}
+	m.slotLag = gauge("pgkafka_slot_lag_bytes",
+		"WAL written since the position the slot's consumer (this capture) last confirmed, at the last check of the slot.")
+	m.slotRetained = gauge("pgkafka_slot_retained_bytes",
+		"WAL the server keeps for the slot (from its restart LSN to the current position), at the last check: what fills the disk.")
+	m.slotSafeWAL = gauge("pgkafka_slot_safe_wal_bytes",
+		"WAL that may still be written before the slot risks invalidation (safe_wal_size, PostgreSQL 13+ under max_slot_wal_keep_size); -1 when unlimited.")
+	m.slotWALStatus = gaugeVec("pgkafka_slot_wal_status",
+		"1 for the slot's wal_status at the last check (reserved, extended, unreserved, lost; PostgreSQL 13+), 0 for the others.", "status")
 	return m
 }
 

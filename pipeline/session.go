@@ -55,6 +55,8 @@ type session struct {
 	// heartbeats writes the watermarks table every
 	// source.advanced.heartbeatInterval; nil when that is 0.
 	heartbeats *pgsrc.Watermarks
+	// slotWatch reads the slot's state into metrics, on its own connection.
+	slotWatch *slotWatch
 
 	// planBackfills: the starting checkpoint and the backfills' resources.
 	// start is the checkpoint this session starts from, with each bound
@@ -244,6 +246,13 @@ func (s *session) prepareSource(ctx context.Context) error {
 			return err
 		}
 	}
+	watchConn, err := pgsrc.OpenCatalog(ctx, &cfg.Source)
+	if err != nil {
+		return err
+	}
+	s.onClose("slot watch connection", watchConn.Close)
+	s.slotWatch = &slotWatch{catalog: watchConn, slot: cfg.Source.Advanced.SlotName, maxLag: cfg.Source.Advanced.MaxSlotLagBytes,
+		metrics: s.r.metrics, log: s.log.With("stage", "slot")}
 	if cfg.Source.Advanced.HeartbeatInterval > 0 {
 		heartbeats, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
 		if err != nil {
@@ -400,6 +409,7 @@ func (s *session) runStages(ctx context.Context) error {
 	} else {
 		close(backfillDone)
 	}
+	g.Go(func() error { return stage("slot watch", s.slotWatch.run(softOf(gctx, soft))) })
 	if s.heartbeats != nil {
 		g.Go(func() error {
 			return stage("heartbeat", heartbeat(softOf(gctx, soft), s.heartbeats, s.cfg.Source.Advanced.HeartbeatInterval))

@@ -62,6 +62,8 @@ format: {envelope: xml}
 		{name: "duplicate binding", yaml: strings.Replace(validConfig, "kafka:", "  - resource: {namespace: public, stream: orders}\nkafka:", 1), want: []string{"bindings[1].resource: table public.orders is bound twice"}},
 		{name: "wrong type", yaml: validConfig, args: []string{"--set", "source.advanced.backfill_chunk_size=lots"}, want: []string{"backfill_chunk_size"}},
 		{name: "unknown --set key", yaml: validConfig, args: []string{"--set", "source.passwrd=x"}, want: []string{`--set source.passwrd: unknown key "source.passwrd"`}},
+		{name: "negative slot lag", yaml: validConfig, args: []string{"--set", "source.advanced.maxSlotLagBytes=-1"},
+			want: []string{"source.advanced.maxSlotLagBytes: -1 is negative"}},
 		{name: "pprof without an address", yaml: validConfig, args: []string{"--set", "metrics.pprof=true"},
 			want: []string{"metrics.pprof: true needs metrics.address"}},
 		{name: "bad broker", yaml: strings.Replace(validConfig, "[k1:9092, k2:9092]", "[nohostport]", 1), want: []string{`kafka.brokers[0]: "nohostport" is not host:port`}},

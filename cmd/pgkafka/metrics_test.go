@@ -175,6 +175,55 @@ func TestPprof(t *testing.T) {
 	}
 }
 
+// TestSlotWatch: a running capture exports its slot's state
+// (pgkafka_slot_retained_bytes, _lag_bytes, _wal_status) and warns, naming
+// the slot and the bytes, while the WAL the server keeps for it is past
+// source.advanced.maxSlotLagBytes (here 1 byte: always).
+func TestSlotWatch(t *testing.T) {
+	s := newStack(t)
+	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, v text);
+		INSERT INTO orders SELECT g, repeat('v', 100) FROM generate_series(1, 1000) g`)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path := s.config(t, pgtest.Superuser, cluster.SuperuserPassword(), ordersBinding)
+	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "text",
+		"--set", "metrics.address="+addr, "--set", "source.advanced.maxSlotLagBytes=1")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, 60*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "holds back more WAL than source.advanced.maxSlotLagBytes allows")
+	}, &stderr)
+	warning := ""
+	for line := range strings.Lines(stderr.String()) {
+		if strings.Contains(line, "maxSlotLagBytes allows") {
+			warning = line
+		}
+	}
+	for _, want := range []string{"slot=flow_slot", "retained_bytes=", "max_bytes=1 "} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("the warning lacks %q: %s", want, warning)
+		}
+	}
+	m := scrape(t, "http://"+addr+"/metrics")
+	if v := value(m, "pgkafka_slot_retained_bytes", "", ""); v <= 1 {
+		t.Errorf("pgkafka_slot_retained_bytes = %v, want the WAL the slot keeps (more than a byte)", v)
+	}
+	if v := value(m, "pgkafka_slot_lag_bytes", "", ""); v < 0 {
+		t.Errorf("pgkafka_slot_lag_bytes = %v", v)
+	}
+	if v := value(m, "pgkafka_slot_wal_status", "status", "reserved"); v != 1 {
+		t.Errorf("pgkafka_slot_wal_status{status=reserved} = %v, want 1", v)
+	}
+}
+
 // httpStatus is the status of a GET of url.
 func httpStatus(t *testing.T, url string) int {
 	t.Helper()
