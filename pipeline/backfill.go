@@ -54,6 +54,7 @@ type backfillStage struct {
 	lowMarksAwaited *atomic.Int32
 	gate            *windowGate
 	prog            *backfillProgress
+	limit           *oversize // kafka.maxRecordBytes
 	log             *slog.Logger
 
 	watermarksMu sync.Mutex
@@ -327,7 +328,7 @@ func (t *tableReader) read(ctx context.Context, plan *chunkPlan, tc *tableCodec)
 	rows := plan.limit
 	res := &chunkResult{more: plan.full, slab: make([]byte, 0, t.chunkBytes), rows: make([][]pgsrc.Value, 0, rows)}
 	var arena []pgsrc.Value // the rows' values, allocated in blocks
-	enc := newChunkEncoder(res, tc, t.chunkBytes, rows)
+	enc := newChunkEncoder(res, tc, t.s.limit, t.chunkBytes, rows)
 	collect := func(row []pgsrc.Value) error {
 		if err := enc.add(row); err != nil {
 			return err
@@ -403,12 +404,13 @@ func percent(p TableProgress) string {
 type chunkEncoder struct {
 	res   *chunkResult
 	tc    *tableCodec
+	limit *oversize
 	ev    schema.Event
 	after []schema.Datum
 }
 
-func newChunkEncoder(res *chunkResult, tc *tableCodec, chunkBytes, chunkSize int) *chunkEncoder {
-	e := &chunkEncoder{res: res, tc: tc, ev: schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}}
+func newChunkEncoder(res *chunkResult, tc *tableCodec, limit *oversize, chunkBytes, chunkSize int) *chunkEncoder {
+	e := &chunkEncoder{res: res, tc: tc, limit: limit, ev: schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}}
 	e.ev.NowMs = time.Now().UnixMilli()
 	e.ev.TsMs = e.ev.NowMs
 	res.recs = make([]kgo.Record, 0, chunkSize)
@@ -417,7 +419,8 @@ func newChunkEncoder(res *chunkResult, tc *tableCodec, chunkBytes, chunkSize int
 }
 
 // add encodes row, which it does not keep; a row its type cannot
-// represent gets a record with a nil Value.
+// represent, or too large and skipped (kafka.oversizedRecords), gets a
+// record with a nil Value.
 func (e *chunkEncoder) add(row []pgsrc.Value) error {
 	res, tc := e.res, e.tc
 	if len(row) != len(tc.rel.Columns) {
@@ -443,7 +446,19 @@ func (e *chunkEncoder) add(row []pgsrc.Value) error {
 	case err != nil:
 		return fmt.Errorf("encoding a row: %w", err)
 	default:
-		res.recs = append(res.recs, kgo.Record{Topic: tc.topic, Key: key, Value: res.enc[off:len(res.enc):len(res.enc)]})
+		rec := kgo.Record{Topic: tc.topic, Key: key, Value: res.enc[off:len(res.enc):len(res.enc)]}
+		if !e.limit.fits(rec.Key, rec.Value) {
+			dead, err := e.limit.handle(&rec, recordSite{tc: tc, keyRow: e.after, op: schema.OpRead})
+			res.enc = res.enc[:off]
+			if err != nil {
+				return err
+			}
+			rec = kgo.Record{}
+			if dead != nil {
+				rec = *dead
+			}
+		}
+		res.recs = append(res.recs, rec)
 	}
 	return nil
 }

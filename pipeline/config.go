@@ -149,6 +149,19 @@ type KafkaConfig struct {
 	MaxTransactionRecords int `koanf:"maxTransactionRecords"`
 	// TransactionTimeout is the broker-side timeout of a Kafka transaction.
 	TransactionTimeout time.Duration `koanf:"transactionTimeout"`
+	// MaxRecordBytes is the largest record (key and value) pgkafka
+	// produces; the producer's batches are sized to hold one. Keep it at
+	// or below the broker's message.max.bytes and the topics'
+	// max.message.bytes.
+	MaxRecordBytes int `koanf:"maxRecordBytes"`
+	// OversizedRecords is what a record larger than MaxRecordBytes does:
+	// "fail" stops the capture naming its table, key and LSN; "skip" drops
+	// it, logged and counted; "dlq" writes in its place a small record
+	// naming them to DLQTopic.
+	OversizedRecords string `koanf:"oversizedRecords"`
+	// DLQTopic is the dead-letter topic of oversizedRecords: dlq; default
+	// <topicPrefix>.dlq.
+	DLQTopic string `koanf:"dlqTopic"`
 	// Topics configures the topics pgkafka creates.
 	Topics TopicsConfig `koanf:"topics"`
 	// TLS enables TLS to the brokers.
@@ -206,6 +219,12 @@ func (c *Config) SetDefaults() {
 	}
 	if k.TransactionTimeout == 0 {
 		k.TransactionTimeout = time.Minute
+	}
+	if k.MaxRecordBytes == 0 {
+		k.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if k.OversizedRecords == "" {
+		k.OversizedRecords = OversizedFail
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
@@ -368,6 +387,15 @@ func (k *KafkaConfig) validateProducer(p *problems) {
 	if k.TransactionTimeout < time.Second || k.TransactionTimeout > 15*time.Minute {
 		p.add("kafka.transactionTimeout", "%s is outside [1s, 15m] (the broker's transaction.max.timeout.ms is 15m by default)", k.TransactionTimeout)
 	}
+	if k.MaxRecordBytes < 1024 || k.MaxRecordBytes > maxMaxRecordBytes {
+		p.add("kafka.maxRecordBytes", "%d is outside [1024, %d]", k.MaxRecordBytes, maxMaxRecordBytes)
+	}
+	if !slices.Contains(oversizedPolicies, k.OversizedRecords) {
+		p.add("kafka.oversizedRecords", "%q is not one of %s", k.OversizedRecords, strings.Join(oversizedPolicies, ", "))
+	}
+	if k.DLQTopic != "" && !validTopicName(k.DLQTopic) {
+		p.add("kafka.dlqTopic", "%q is not a valid Kafka topic name", k.DLQTopic)
+	}
 }
 
 // validate checks the kafka.topics block.
@@ -442,6 +470,15 @@ func (c *Config) TopicFor(t pgsrc.TableRef) string {
 // <kafka.topicPrefix>.message (Debezium's name).
 func (c *Config) MessageTopic() string {
 	return sanitizeTopic(c.Kafka.TopicPrefix + ".message")
+}
+
+// DeadLetterTopic is the topic of records too large to produce
+// (kafka.oversizedRecords: dlq): kafka.dlqTopic, or <topicPrefix>.dlq.
+func (c *Config) DeadLetterTopic() string {
+	if c.Kafka.DLQTopic != "" {
+		return c.Kafka.DLQTopic
+	}
+	return sanitizeTopic(c.Kafka.TopicPrefix + ".dlq")
 }
 
 // sanitizeTopic replaces the characters Kafka refuses in topic names with '_'.

@@ -376,7 +376,9 @@ func (d *dblog) appendRows(b *tableBackfill, w *chunkWindow, res *chunkResult, r
 		}
 		d.toast.observe(w.tc, res.rows[i])
 		rb.recs = append(rb.recs, res.recs[i])
-		n++
+		if res.recs[i].Topic == w.tc.topic {
+			n++ // not a dead letter (kafka.oversizedRecords: dlq)
+		}
 	}
 	d.key = key
 	return n

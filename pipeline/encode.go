@@ -18,6 +18,7 @@ import (
 type rowEncoder struct {
 	before, after []schema.Datum
 	ev            schema.Event
+	limit         *oversize // kafka.maxRecordBytes
 }
 
 // encode appends the records of one row change (or truncate) to rb.
@@ -166,7 +167,19 @@ func (e *rowEncoder) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch, key
 	case err != nil:
 		return encodeError(tc, ch, err)
 	default:
-		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]})
+		rec := kgo.Record{Topic: tc.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]}
+		if !e.limit.fits(rec.Key, rec.Value) {
+			dead, err := e.limit.handle(&rec, recordSite{tc: tc, keyRow: keyRow, lsn: ch.LSN, op: e.ev.Op})
+			rb.slab = rb.slab[:off]
+			if err != nil {
+				return err
+			}
+			if dead != nil {
+				rb.recs = append(rb.recs, *dead)
+			}
+			break
+		}
+		rb.recs = append(rb.recs, rec)
 		tc.counts[e.ev.Op].Inc()
 	}
 	if tombstone && key != nil {

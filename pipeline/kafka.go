@@ -72,9 +72,10 @@ func (k *KafkaConfig) producerOpts(log *slog.Logger) ([]kgo.Opt, error) {
 	return append(opts,
 		kgo.ProducerBatchCompression(codec),
 		kgo.ProducerLinger(k.Linger),
-		kgo.ProducerBatchMaxBytes(maxBatchBytes),
+		// A batch holds a record of kafka.maxRecordBytes; the buffer two.
+		kgo.ProducerBatchMaxBytes(int32(max(maxBatchBytes, k.MaxRecordBytes+batchOverheadBytes))),
 		kgo.MaxBufferedRecords(maxBufferedRecords),
-		kgo.MaxBufferedBytes(maxBufferedBytes),
+		kgo.MaxBufferedBytes(max(maxBufferedBytes, 2*(k.MaxRecordBytes+batchOverheadBytes))),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(keyPartitioner{kgo.StickyKeyPartitioner(nil)}),
 	), nil

@@ -29,7 +29,8 @@ type Metrics struct {
 	backfillDone      *prometheus.GaugeVec   // table
 	backfillChunks    *prometheus.CounterVec // table
 
-	toast *prometheus.CounterVec // path
+	toast     *prometheus.CounterVec // path
+	oversized *prometheus.CounterVec // topic, action
 
 	slotLag       prometheus.Gauge
 	slotRetained  prometheus.Gauge
@@ -87,6 +88,8 @@ func newMetrics() *Metrics {
 	for _, p := range []string{ToastOldTuple, ToastCache, ToastDatabase, ToastUnavailable} {
 		m.toast.WithLabelValues(p)
 	}
+	m.oversized = counterVec("pgkafka_records_oversized_total",
+		"Records larger than kafka.maxRecordBytes, by topic and action: skip (dropped) or dlq (replaced by a record in the dead-letter topic).", "topic", "action")
 	m.slotLag = gauge("pgkafka_slot_lag_bytes",
 		"WAL written since the position the slot's consumer (this capture) last confirmed, at the last check of the slot.")
 	m.slotRetained = gauge("pgkafka_slot_retained_bytes",

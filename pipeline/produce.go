@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pgkafka/pgkafka/offsets"
@@ -246,7 +247,7 @@ func (s *producerStage) promise(r *kgo.Record, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.firstErr == nil {
-		s.firstErr = &ProduceError{Topic: r.Topic, Err: err}
+		s.firstErr = &ProduceError{Topic: r.Topic, Bytes: len(r.Key) + len(r.Value), Err: err}
 	}
 }
 
@@ -260,10 +261,15 @@ func (s *producerStage) classify(err error) error {
 // ProduceError is a record Kafka refused.
 type ProduceError struct {
 	Topic string
+	Bytes int // the record's key and value
 	Err   error
 }
 
 func (e *ProduceError) Error() string {
+	if errors.Is(e.Err, kerr.MessageTooLarge) {
+		return fmt.Sprintf("producing a record of %d bytes to topic %q: %v: the broker's message.max.bytes or the topic's max.message.bytes is below it; "+
+			"raise them, or lower kafka.maxRecordBytes to them so that kafka.oversizedRecords decides", e.Bytes, e.Topic, e.Err)
+	}
 	return fmt.Sprintf("producing to topic %q: %v", e.Topic, e.Err)
 }
 

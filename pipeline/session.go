@@ -186,9 +186,12 @@ func (s *session) openKafka(ctx context.Context) error {
 	} else if created {
 		s.log.Info("offsets topic created", "topic", cfg.Kafka.OffsetsTopic)
 	}
-	topics := make([]string, 0, len(s.refs))
+	topics := make([]string, 0, len(s.refs)+1)
 	for _, ref := range s.refs {
 		topics = append(topics, cfg.TopicFor(ref))
+	}
+	if cfg.Kafka.OversizedRecords == OversizedDLQ {
+		topics = append(topics, cfg.DeadLetterTopic())
 	}
 	if err := createTopics(ctx, s.admin, cfg.Kafka.Topics, topics, s.log); err != nil {
 		return fmt.Errorf("kafka at %v: %w", cfg.Kafka.Brokers, err)
@@ -325,13 +328,14 @@ func (s *session) wire() {
 	plans := make(chan *chunkPlan, 2*max(1, len(s.scanners)))
 	var lowMarksAwaited atomic.Int32
 	gate := newWindowGate()
+	limit := newOversize(cfg, r.metrics, r.log.With("stage", "oversize"))
 	if len(s.order) > 0 {
 		jobs := make([]backfillJob, len(s.order))
 		for i, b := range s.order {
 			jobs[i] = b.job()
 		}
 		s.backfill = &backfillStage{scanners: s.scanners, watermarks: s.watermarks, jobs: jobs, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
-			plans: plans, lowMarksAwaited: &lowMarksAwaited, gate: gate, prog: r.progress, log: r.log.With("stage", "backfill")}
+			plans: plans, lowMarksAwaited: &lowMarksAwaited, gate: gate, prog: r.progress, limit: limit, log: r.log.With("stage", "backfill")}
 	} else {
 		close(plans)
 	}
@@ -351,6 +355,7 @@ func (s *session) wire() {
 		messages: s.messages,
 		resumed:  resumePoint{s.resumed},
 		log:      log,
+		rows:     rowEncoder{limit: limit},
 	}
 	if s.binary {
 		s.serializer.keyText = &keyText{}

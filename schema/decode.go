@@ -23,6 +23,11 @@ type Decoder struct {
 	schemas map[int]avro.Schema
 }
 
+// decodeAPI is hamba/avro's decoder with room for values as large as the
+// records pgkafka may write (kafka.maxRecordBytes, up to 256 MiB); its
+// default stops at 1 MiB. Frozen: it never changes.
+var decodeAPI = avro.Config{MaxByteSliceSize: 256 << 20}.Freeze()
+
 // NewDecoder returns a Decoder on the registry of cfg.
 func NewDecoder(cfg RegistryConfig) (*Decoder, error) {
 	cfg.SetDefaults()
@@ -52,7 +57,7 @@ func (d *Decoder) Decode(ctx context.Context, b []byte) (any, error) {
 		return nil, err
 	}
 	var v any
-	if err := avro.Unmarshal(s, b[5:], &v); err != nil {
+	if err := decodeAPI.Unmarshal(s, b[5:], &v); err != nil {
 		return nil, fmt.Errorf("decoding with schema %d: %w", id, err)
 	}
 	return v, nil

@@ -62,6 +62,8 @@ format: {envelope: xml}
 		{name: "duplicate binding", yaml: strings.Replace(validConfig, "kafka:", "  - resource: {namespace: public, stream: orders}\nkafka:", 1), want: []string{"bindings[1].resource: table public.orders is bound twice"}},
 		{name: "wrong type", yaml: validConfig, args: []string{"--set", "source.advanced.backfill_chunk_size=lots"}, want: []string{"backfill_chunk_size"}},
 		{name: "unknown --set key", yaml: validConfig, args: []string{"--set", "source.passwrd=x"}, want: []string{`--set source.passwrd: unknown key "source.passwrd"`}},
+		{name: "oversized records", yaml: validConfig, args: []string{"--set", "kafka.maxRecordBytes=10", "--set", "kafka.oversizedRecords=drop", "--set", "kafka.dlqTopic=bad topic"},
+			want: []string{"kafka.maxRecordBytes: 10 is outside", `kafka.oversizedRecords: "drop" is not one of fail, skip, dlq`, `kafka.dlqTopic: "bad topic"`}},
 		{name: "negative slot lag", yaml: validConfig, args: []string{"--set", "source.advanced.maxSlotLagBytes=-1"},
 			want: []string{"source.advanced.maxSlotLagBytes: -1 is negative"}},
 		{name: "pprof without an address", yaml: validConfig, args: []string{"--set", "metrics.pprof=true"},
