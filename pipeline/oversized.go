@@ -15,10 +15,11 @@ import (
 
 // Record size limits (kafka.maxRecordBytes).
 const (
-	// DefaultMaxRecordBytes is kafka.maxRecordBytes by default: under
-	// Kafka's default message.max.bytes (1048588) and kgo's default batch
-	// size (1000012), with room for the batch's own header.
-	DefaultMaxRecordBytes = 1_000_000
+	// DefaultMaxRecordBytes is kafka.maxRecordBytes by default: what a
+	// batch of 1 MiB holds besides its header, under Kafka's default
+	// message.max.bytes (1048588): the records pgkafka produced before
+	// the setting existed.
+	DefaultMaxRecordBytes = 1_048_000
 	// maxMaxRecordBytes caps the setting: the producer buffers two such
 	// records at least (maxBufferedBytes grows with it).
 	maxMaxRecordBytes = 256 << 20
