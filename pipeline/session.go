@@ -127,7 +127,8 @@ func (s *session) close() {
 	s.closers = nil
 }
 
-// openSource opens the catalog connection and describes the bound tables.
+// openSource opens the catalog connection and describes the bound tables,
+// which must not share a topic.
 func (s *session) openSource(ctx context.Context) error {
 	catalog, err := pgsrc.OpenCatalog(ctx, &s.cfg.Source)
 	if err != nil {
@@ -149,7 +150,9 @@ func (s *session) openSource(ctx context.Context) error {
 			s.log.Warn("table has no primary key: its records get a null key and are spread round-robin", "table", s.refs[i].String())
 		}
 	}
-	return nil
+	// Before Kafka is touched: the broker would refuse the topics' creation
+	// with a message that names neither table.
+	return s.cfg.CheckTopics(s.refs)
 }
 
 // openKafka comes before the replication stream: it fences any other
