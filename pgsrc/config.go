@@ -50,13 +50,28 @@ type Advanced struct {
 	SSLMode string `koanf:"sslmode"`
 	// HeartbeatInterval is how often a row is written to the watermarks
 	// table, so the slot advances even when only other databases of the
-	// server write (0 disables).
-	HeartbeatInterval time.Duration `koanf:"heartbeatInterval"`
+	// server write. 0 disables heartbeats; nil (the key absent) is
+	// DefaultHeartbeatInterval. A pointer, so that SetDefaults tells an
+	// explicit 0 from a key never set; read it with Heartbeat.
+	HeartbeatInterval *time.Duration `koanf:"heartbeatInterval"`
 	// PgoutputBinary chooses pgoutput's binary mode (PostgreSQL 14+), where
 	// the server sends each value in its type's send format: "on", "off",
 	// or "auto" (on when every published column has a type pgkafka decodes
 	// in binary and every key column one it renders as text).
 	PgoutputBinary string `koanf:"pgoutputBinary"`
+}
+
+// DefaultHeartbeatInterval is source.advanced.heartbeatInterval when the
+// key is absent.
+const DefaultHeartbeatInterval = time.Minute
+
+// Heartbeat is how often heartbeats are written: the configured interval,
+// DefaultHeartbeatInterval when none is, 0 when they are disabled.
+func (a *Advanced) Heartbeat() time.Duration {
+	if a.HeartbeatInterval == nil {
+		return DefaultHeartbeatInterval
+	}
+	return *a.HeartbeatInterval
 }
 
 // The values of source.advanced.pgoutputBinary.
@@ -67,6 +82,8 @@ const (
 )
 
 // SetDefaults fills the fields left empty with the specification's defaults.
+// A zero HeartbeatInterval is left as it is (heartbeats off): only a nil
+// one is empty.
 func (c *Config) SetDefaults() {
 	if c.Database == "" {
 		c.Database = "postgres"
@@ -90,8 +107,10 @@ func (c *Config) SetDefaults() {
 	if a.WatermarksTable == "" {
 		a.WatermarksTable = "public.flow_watermarks"
 	}
-	if a.HeartbeatInterval == 0 {
-		a.HeartbeatInterval = time.Minute
+	if a.HeartbeatInterval == nil {
+		// A value of its own: a loader decodes the user's value into it.
+		d := DefaultHeartbeatInterval
+		a.HeartbeatInterval = &d
 	}
 	if a.PgoutputBinary == "" {
 		a.PgoutputBinary = BinaryOff
@@ -144,8 +163,8 @@ func (c *Config) Validate() error {
 			bad("advanced.skip_backfills", "%v", err)
 		}
 	}
-	if a.HeartbeatInterval < 0 {
-		bad("advanced.heartbeatInterval", "%s is negative (0 disables heartbeats)", a.HeartbeatInterval)
+	if d := a.Heartbeat(); d < 0 {
+		bad("advanced.heartbeatInterval", "%s is negative (0s disables heartbeats)", d)
 	}
 	switch a.PgoutputBinary {
 	case BinaryOff, BinaryOn, BinaryAuto:

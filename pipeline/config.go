@@ -189,6 +189,11 @@ func (c *Config) SetDefaults() {
 	c.SchemaRegistry.SetDefaults()
 	c.Format.SetDefaults()
 	k := &c.Kafka
+	if k.Brokers == nil {
+		// nil only: an empty list the user wrote (brokers: []) stays
+		// empty, and Validate refuses it.
+		k.Brokers = []string{"localhost:9092"}
+	}
 	if k.OffsetsTopic == "" {
 		k.OffsetsTopic = "pgkafka-offsets"
 	}
@@ -230,13 +235,10 @@ func (c *Config) SetDefaults() {
 }
 
 // Complete fills the defaults that derive from other keys or apply to
-// list elements: kafka.topicPrefix and kafka.clientId from name, the
-// brokers, each binding's syncMode.
+// list elements: kafka.topicPrefix and kafka.clientId from name, each
+// binding's syncMode.
 func (c *Config) Complete() {
 	k := &c.Kafka
-	if len(k.Brokers) == 0 {
-		k.Brokers = []string{"localhost:9092"}
-	}
 	if k.TopicPrefix == "" {
 		k.TopicPrefix = c.Name
 	}
@@ -389,7 +391,7 @@ func topicKey(topic string) string { return strings.ReplaceAll(topic, ".", "_") 
 // producer settings.
 func (k *KafkaConfig) validateProducer(p *problems) {
 	if len(k.Brokers) == 0 {
-		p.add("kafka.brokers", "required: at least one host:port")
+		p.add("kafka.brokers", "empty: list at least one host:port (or leave the key out for localhost:9092)")
 	}
 	for i, b := range k.Brokers {
 		if b == "" || !strings.Contains(b, ":") {

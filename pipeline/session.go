@@ -53,7 +53,7 @@ type session struct {
 	source   schema.Source
 	messages *messageTopic // nil when messages are not captured
 	// heartbeats writes the watermarks table every
-	// source.advanced.heartbeatInterval; nil when that is 0.
+	// source.advanced.heartbeatInterval; nil when that is 0s.
 	heartbeats *pgsrc.Watermarks
 
 	// planBackfills: the starting checkpoint and the backfills' resources.
@@ -247,14 +247,18 @@ func (s *session) prepareSource(ctx context.Context) error {
 			return err
 		}
 	}
-	if cfg.Source.Advanced.HeartbeatInterval > 0 {
-		heartbeats, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
-		if err != nil {
-			return err
-		}
-		s.heartbeats = heartbeats
-		s.onClose("heartbeat connection", heartbeats.Close)
+	every := cfg.Source.Advanced.Heartbeat()
+	if every == 0 {
+		s.log.Info("heartbeats off (source.advanced.heartbeatInterval: 0s)")
+		return nil
 	}
+	heartbeats, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
+	if err != nil {
+		return err
+	}
+	s.heartbeats = heartbeats
+	s.onClose("heartbeat connection", heartbeats.Close)
+	s.log.Info("heartbeats on", "every", every.String())
 	return nil
 }
 
@@ -405,7 +409,7 @@ func (s *session) runStages(ctx context.Context) error {
 	}
 	if s.heartbeats != nil {
 		g.Go(func() error {
-			return stage("heartbeat", heartbeat(softOf(gctx, soft), s.heartbeats, s.cfg.Source.Advanced.HeartbeatInterval))
+			return stage("heartbeat", heartbeat(softOf(gctx, soft), s.heartbeats, s.cfg.Source.Advanced.Heartbeat()))
 		})
 	}
 	s.log.Info("capturing", "tables", len(s.refs), "slot", s.cfg.Source.Advanced.SlotName)
