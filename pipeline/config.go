@@ -362,12 +362,12 @@ func (c *Config) bindingTopic(b Binding) string {
 	return c.defaultTopic(b.Resource.ref())
 }
 
-// CheckTopics returns a *TopicClashError (several joined) when two of
+// checkTopics returns a *TopicClashError (several joined) when two of
 // tables go to one topic, or to topics Kafka cannot hold together: a
 // session checks the tables it captures before it creates their topics.
 // Validate has refused such bindings already; tables found at run time
 // (without bindings, the publication's) are checked here.
-func (c *Config) CheckTopics(tables []pgsrc.TableRef) error {
+func (c *Config) checkTopics(tables []pgsrc.TableRef) error {
 	var errs []error
 	byKey := make(map[string]int, len(tables))
 	for i, t := range tables {

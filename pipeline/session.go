@@ -152,7 +152,7 @@ func (s *session) openSource(ctx context.Context) error {
 	}
 	// Before Kafka is touched: the broker would refuse the topics' creation
 	// with a message that names neither table.
-	return s.cfg.CheckTopics(s.refs)
+	return s.cfg.checkTopics(s.refs)
 }
 
 // openKafka comes before the replication stream: it fences any other
