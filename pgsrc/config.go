@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
@@ -33,11 +34,14 @@ type Advanced struct {
 	// BackfillParallelism is how many tables are backfilled at once, each
 	// on a connection of its own.
 	BackfillParallelism int `koanf:"backfill_parallelism"`
-	// PublicationName is the publication to replicate from.
+	// PublicationName is the publication to replicate from: any name
+	// PostgreSQL takes (upper case, spaces and quotes kept as written).
 	PublicationName string `koanf:"publicationName"`
-	// SlotName is the replication slot to replicate from.
+	// SlotName is the replication slot to replicate from: lower-case
+	// letters, digits and _, as PostgreSQL requires of slot names.
 	SlotName string `koanf:"slotName"`
-	// WatermarksTable is the <schema>.<table> used for watermark writes.
+	// WatermarksTable is the <schema>.<table> used for watermark writes,
+	// each part as written (neither may hold a dot).
 	WatermarksTable string `koanf:"watermarksTable"`
 	// SkipBackfills is a comma-separated list of <schema>.<table> not to backfill.
 	SkipBackfills string `koanf:"skip_backfills"`
@@ -46,8 +50,10 @@ type Advanced struct {
 	SSLMode string `koanf:"sslmode"`
 	// HeartbeatInterval is how often a row is written to the watermarks
 	// table, so the slot advances even when only other databases of the
-	// server write (0 disables).
-	HeartbeatInterval time.Duration `koanf:"heartbeatInterval"`
+	// server write. 0 disables heartbeats; nil (the key absent) is
+	// DefaultHeartbeatInterval. A pointer, so that SetDefaults tells an
+	// explicit 0 from a key never set; read it with Heartbeat.
+	HeartbeatInterval *time.Duration `koanf:"heartbeatInterval"`
 	// PgoutputBinary chooses pgoutput's binary mode (PostgreSQL 14+), where
 	// the server sends each value in its type's send format: "on", "off",
 	// or "auto" (on when every published column has a type pgkafka decodes
@@ -60,6 +66,19 @@ type Advanced struct {
 	MaxSlotLagBytes int64 `koanf:"maxSlotLagBytes"`
 }
 
+// DefaultHeartbeatInterval is source.advanced.heartbeatInterval when the
+// key is absent.
+const DefaultHeartbeatInterval = time.Minute
+
+// Heartbeat is how often heartbeats are written: the configured interval,
+// DefaultHeartbeatInterval when none is, 0 when they are disabled.
+func (a *Advanced) Heartbeat() time.Duration {
+	if a.HeartbeatInterval == nil {
+		return DefaultHeartbeatInterval
+	}
+	return *a.HeartbeatInterval
+}
+
 // The values of source.advanced.pgoutputBinary.
 const (
 	BinaryOff  = "off"
@@ -68,6 +87,8 @@ const (
 )
 
 // SetDefaults fills the fields left empty with the specification's defaults.
+// A zero HeartbeatInterval is left as it is (heartbeats off): only a nil
+// one is empty.
 func (c *Config) SetDefaults() {
 	if c.Database == "" {
 		c.Database = "postgres"
@@ -91,8 +112,10 @@ func (c *Config) SetDefaults() {
 	if a.WatermarksTable == "" {
 		a.WatermarksTable = "public.flow_watermarks"
 	}
-	if a.HeartbeatInterval == 0 {
-		a.HeartbeatInterval = time.Minute
+	if a.HeartbeatInterval == nil {
+		// A value of its own: a loader decodes the user's value into it.
+		d := DefaultHeartbeatInterval
+		a.HeartbeatInterval = &d
 	}
 	if a.PgoutputBinary == "" {
 		a.PgoutputBinary = BinaryOff
@@ -131,8 +154,8 @@ func (c *Config) Validate() error {
 	if a.BackfillParallelism < 1 || a.BackfillParallelism > 64 {
 		bad("advanced.backfill_parallelism", "must be between 1 and 64, got %d", a.BackfillParallelism)
 	}
-	if !validIdent(a.PublicationName) {
-		bad("advanced.publicationName", "%q is not a valid identifier (letters, digits and _, at most 63 bytes)", a.PublicationName)
+	if err := checkName(a.PublicationName); err != nil {
+		bad("advanced.publicationName", "%v", err)
 	}
 	if !validSlotName(a.SlotName) {
 		bad("advanced.slotName", "%q is not a valid slot name (lower-case letters, digits and _, at most 63 bytes)", a.SlotName)
@@ -148,8 +171,8 @@ func (c *Config) Validate() error {
 	if a.MaxSlotLagBytes < 0 {
 		bad("advanced.maxSlotLagBytes", "%d is negative (0 disables the warning)", a.MaxSlotLagBytes)
 	}
-	if a.HeartbeatInterval < 0 {
-		bad("advanced.heartbeatInterval", "%s is negative (0 disables heartbeats)", a.HeartbeatInterval)
+	if d := a.Heartbeat(); d < 0 {
+		bad("advanced.heartbeatInterval", "%s is negative (0s disables heartbeats)", d)
 	}
 	switch a.PgoutputBinary {
 	case BinaryOff, BinaryOn, BinaryAuto:
@@ -186,28 +209,38 @@ func (c *Config) SkipBackfillTables() []string {
 	return out
 }
 
-// SplitTableName splits "<schema>.<table>" into its two parts.
+// SplitTableName splits "<schema>.<table>" into its two parts, each a
+// name as written (case, spaces and quotes kept; no dot).
 func SplitTableName(name string) (schema, table string, err error) {
 	schema, table, ok := strings.Cut(name, ".")
 	if !ok || schema == "" || table == "" || strings.Contains(table, ".") {
 		return "", "", fmt.Errorf("%q must be fully qualified as <schema>.<table>", name)
 	}
+	for _, part := range []string{schema, table} {
+		if err := checkName(part); err != nil {
+			return "", "", fmt.Errorf("%q: %w", name, err)
+		}
+	}
 	return schema, table, nil
 }
 
-func validIdent(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
+// maxNameBytes is the longest name PostgreSQL keeps (NAMEDATALEN - 1): it
+// truncates longer ones, which the catalog then knows under another name.
+const maxNameBytes = 63
+
+// checkName accepts what PostgreSQL takes as a (quoted) identifier: 1 to
+// 63 bytes of UTF-8 without NUL. Case, spaces and quotes are kept: pgkafka
+// quotes every name it sends.
+func checkName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("must not be empty")
+	case len(s) > maxNameBytes:
+		return fmt.Errorf("%q is %d bytes long: PostgreSQL names hold at most %d", s, len(s), maxNameBytes)
+	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
+		return fmt.Errorf("%q is not a PostgreSQL name: UTF-8 text without NUL", s)
 	}
-	for i, r := range s {
-		switch {
-		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return nil
 }
 
 func validSlotName(s string) bool {

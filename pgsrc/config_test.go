@@ -30,7 +30,20 @@ func TestConfigValidate(t *testing.T) {
 		{"url address", func(c *pgsrc.Config) { c.Address = "postgres://h/db" }, []string{"source.address:"}},
 		{"empty port", func(c *pgsrc.Config) { c.Address = "h:" }, []string{"source.address:", "empty port"}},
 		{"bad slot", func(c *pgsrc.Config) { c.Advanced.SlotName = "Flow-Slot" }, []string{"source.advanced.slotName:"}},
-		{"bad publication", func(c *pgsrc.Config) { c.Advanced.PublicationName = "1pub" }, []string{"source.advanced.publicationName:"}},
+		// Any name PostgreSQL takes quoted: pgkafka quotes it everywhere.
+		{"publication starting with a digit", func(c *pgsrc.Config) { c.Advanced.PublicationName = "1pub" }, nil},
+		{"publication in upper case", func(c *pgsrc.Config) { c.Advanced.PublicationName = "MyPub" }, nil},
+		{"publication with spaces and quotes", func(c *pgsrc.Config) { c.Advanced.PublicationName = `My "Pub", it's` }, nil},
+		{"empty publication", func(c *pgsrc.Config) { c.Advanced.PublicationName = "" }, []string{"source.advanced.publicationName: must not be empty"}},
+		{"publication too long", func(c *pgsrc.Config) { c.Advanced.PublicationName = strings.Repeat("p", 64) }, []string{"source.advanced.publicationName:", "64 bytes", "at most 63"}},
+		{"publication with NUL", func(c *pgsrc.Config) { c.Advanced.PublicationName = "a\x00b" }, []string{"source.advanced.publicationName:", "without NUL"}},
+		{"publication not UTF-8", func(c *pgsrc.Config) { c.Advanced.PublicationName = "a\xffb" }, []string{"source.advanced.publicationName:", "UTF-8"}},
+		// Slot names: PostgreSQL's own rule.
+		{"slot in upper case", func(c *pgsrc.Config) { c.Advanced.SlotName = "MySlot" }, []string{"source.advanced.slotName:"}},
+		{"slot with a space", func(c *pgsrc.Config) { c.Advanced.SlotName = "my slot" }, []string{"source.advanced.slotName:"}},
+		{"slot too long", func(c *pgsrc.Config) { c.Advanced.SlotName = strings.Repeat("s", 64) }, []string{"source.advanced.slotName:"}},
+		{"watermarks with spaces and quotes", func(c *pgsrc.Config) { c.Advanced.WatermarksTable = `Ops "Team".Water 'Marks'` }, nil},
+		{"watermarks table too long", func(c *pgsrc.Config) { c.Advanced.WatermarksTable = "ops." + strings.Repeat("w", 64) }, []string{"source.advanced.watermarksTable:", "at most 63"}},
 		{"unqualified watermarks", func(c *pgsrc.Config) { c.Advanced.WatermarksTable = "flow_watermarks" }, []string{"source.advanced.watermarksTable:"}},
 		{"bad skip_backfills", func(c *pgsrc.Config) { c.Advanced.SkipBackfills = "public.a, b" }, []string{"source.advanced.skip_backfills:", `"b"`}},
 		{"bad sslmode", func(c *pgsrc.Config) { c.Advanced.SSLMode = "on" }, []string{"source.advanced.sslmode:"}},
@@ -75,6 +88,7 @@ func TestConfigWatermarks(t *testing.T) {
 	}{
 		{"", pgsrc.TableRef{Schema: "public", Name: "flow_watermarks"}}, // the default
 		{"ops.Marks", pgsrc.TableRef{Schema: "ops", Name: "Marks"}},
+		{`Ops "Team".Water 'Marks'`, pgsrc.TableRef{Schema: `Ops "Team"`, Name: `Water 'Marks'`}}, // as written: no SQL quoting
 	} {
 		c := validConfig()
 		if tc.table != "" {
@@ -87,7 +101,7 @@ func TestConfigWatermarks(t *testing.T) {
 			t.Errorf("%q: Watermarks() = %#v, want %#v", tc.table, got, tc.want)
 		}
 	}
-	for _, bad := range []string{"flow_watermarks", "a.b.c", ".t"} {
+	for _, bad := range []string{"flow_watermarks", "a.b.c", ".t", "public." + strings.Repeat("w", 64)} {
 		c := validConfig()
 		c.Advanced.WatermarksTable = bad
 		if c.Validate() == nil {

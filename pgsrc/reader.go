@@ -75,7 +75,7 @@ func StartReader(ctx context.Context, cfg *Config, startLSN pglogrepl.LSN, opts 
 		return nil, err
 	}
 	slot, pub := cfg.Advanced.SlotName, cfg.Advanced.PublicationName
-	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", pub)}
+	args := []string{"proto_version '1'", "publication_names " + publicationNamesArg(pub)}
 	messages := false
 	if opts.Messages {
 		if v := conn.ParameterStatus("server_version"); parseMajor(v) >= messagesMajor {
@@ -99,6 +99,16 @@ func StartReader(ctx context.Context, cfg *Config, startLSN pglogrepl.LSN, opts 
 	}
 	log.Info("replication started", "slot", slot, "publication", pub, "lsn", startLSN.String(), "messages", messages, "binary", opts.Binary)
 	return &Reader{conn: conn, slot: slot, log: log, messages: messages}, nil
+}
+
+// publicationNamesArg is pgoutput's publication_names option for the
+// publication pub, as a string literal of the replication protocol's
+// grammar. pgoutput splits the value as a comma-separated list of
+// identifiers (SplitIdentifierString), which folds an unquoted name to
+// lower case and ends it at a comma or a space: the name goes in quoted,
+// the way Setup and the fixes write it in SQL.
+func publicationNamesArg(pub string) string {
+	return quoteLiteral(quoteIdent(pub))
 }
 
 // Messages reports whether the stream carries logical decoding messages:

@@ -202,6 +202,11 @@ func (c *Config) SetDefaults() {
 	c.SchemaRegistry.SetDefaults()
 	c.Format.SetDefaults()
 	k := &c.Kafka
+	if k.Brokers == nil {
+		// nil only: an empty list the user wrote (brokers: []) stays
+		// empty, and Validate refuses it.
+		k.Brokers = []string{"localhost:9092"}
+	}
 	if k.OffsetsTopic == "" {
 		k.OffsetsTopic = "pgkafka-offsets"
 	}
@@ -249,13 +254,10 @@ func (c *Config) SetDefaults() {
 }
 
 // Complete fills the defaults that derive from other keys or apply to
-// list elements: kafka.topicPrefix and kafka.clientId from name, the
-// brokers, each binding's syncMode.
+// list elements: kafka.topicPrefix and kafka.clientId from name, each
+// binding's syncMode.
 func (c *Config) Complete() {
 	k := &c.Kafka
-	if len(k.Brokers) == 0 {
-		k.Brokers = []string{"localhost:9092"}
-	}
 	if k.TopicPrefix == "" {
 		k.TopicPrefix = c.Name
 	}
@@ -319,11 +321,12 @@ func (t *ToastConfig) validate(p *problems) {
 	}
 }
 
-// validateBindings checks each binding, and that no table or topic is
-// bound twice.
+// validateBindings checks each binding, that no table is bound twice, and
+// that no two bindings go to one topic (or to topics Kafka cannot hold
+// together), whether by target or by default name.
 func (c *Config) validateBindings(p *problems) {
 	seen := map[string]int{}
-	topics := map[string]int{}
+	topics := map[string]int{} // topicKey -> binding
 	for i, b := range c.Bindings {
 		key := fmt.Sprintf("bindings[%d]", i)
 		r := b.Resource
@@ -336,30 +339,78 @@ func (c *Config) validateBindings(p *problems) {
 		if r.SyncMode != "incremental" {
 			p.add(key+".resource.syncMode", "%q is not supported: use incremental", r.SyncMode)
 		}
-		if r.Namespace != "" && r.Stream != "" {
-			t := r.Namespace + "." + r.Stream
-			if j, dup := seen[t]; dup {
-				p.add(key+".resource", "table %s is bound twice (also bindings[%d])", t, j)
-			}
-			seen[t] = i
+		if b.Target != "" && !validTopicName(b.Target) {
+			p.add(key+".target", "%q is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)", b.Target)
 		}
-		if b.Target != "" {
-			if !validTopicName(b.Target) {
-				p.add(key+".target", "%q is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)", b.Target)
-			}
-			if j, dup := topics[b.Target]; dup {
-				p.add(key+".target", "topic %q is also the target of bindings[%d]", b.Target, j)
-			}
-			topics[b.Target] = i
+		if r.Namespace == "" || r.Stream == "" {
+			continue
 		}
+		t := r.Namespace + "." + r.Stream
+		if j, dup := seen[t]; dup {
+			p.add(key+".resource", "table %s is bound twice (also bindings[%d])", t, j)
+			continue
+		}
+		seen[t] = i
+		topic := c.bindingTopic(b)
+		j, clash := topics[topicKey(topic)]
+		if !clash {
+			topics[topicKey(topic)] = i
+			continue
+		}
+		other := c.Bindings[j]
+		if b.Target != "" && other.Target != "" && b.Target == other.Target {
+			p.add(key+".target", "topic %q is also the target of bindings[%d]", b.Target, j)
+			continue
+		}
+		clashErr := &TopicClashError{
+			Tables: [2]pgsrc.TableRef{other.Resource.ref(), r.ref()},
+			Topics: [2]string{c.bindingTopic(other), topic},
+		}
+		p.add(fmt.Sprintf("bindings[%d]", i), "%s: set bindings[%d].target or bindings[%d].target to another topic", clashErr.clash(), j, i)
 	}
 }
+
+func (r Resource) ref() pgsrc.TableRef { return pgsrc.TableRef{Schema: r.Namespace, Name: r.Stream} }
+
+// bindingTopic is the topic of a binding: its target or the table's
+// default topic.
+func (c *Config) bindingTopic(b Binding) string {
+	if b.Target != "" {
+		return b.Target
+	}
+	return c.defaultTopic(b.Resource.ref())
+}
+
+// checkTopics returns a *TopicClashError (several joined) when two of
+// tables go to one topic, or to topics Kafka cannot hold together: a
+// session checks the tables it captures before it creates their topics.
+// Validate has refused such bindings already; tables found at run time
+// (without bindings, the publication's) are checked here.
+func (c *Config) checkTopics(tables []pgsrc.TableRef) error {
+	var errs []error
+	byKey := make(map[string]int, len(tables))
+	for i, t := range tables {
+		topic := c.TopicFor(t)
+		j, clash := byKey[topicKey(topic)]
+		if !clash {
+			byKey[topicKey(topic)] = i
+			continue
+		}
+		errs = append(errs, &TopicClashError{Tables: [2]pgsrc.TableRef{tables[j], t}, Topics: [2]string{c.TopicFor(tables[j]), topic}})
+	}
+	return errors.Join(errs...)
+}
+
+// topicKey is what Kafka tells topics apart by: it refuses to create a
+// topic whose name differs from an existing one's only by '.' against '_'
+// (the two are the same in its metric names).
+func topicKey(topic string) string { return strings.ReplaceAll(topic, ".", "_") }
 
 // validateProducer checks the kafka block's brokers, topic names and
 // producer settings.
 func (k *KafkaConfig) validateProducer(p *problems) {
 	if len(k.Brokers) == 0 {
-		p.add("kafka.brokers", "required: at least one host:port")
+		p.add("kafka.brokers", "empty: list at least one host:port (or leave the key out for localhost:9092)")
 	}
 	for i, b := range k.Brokers {
 		if b == "" || !strings.Contains(b, ":") {
@@ -463,6 +514,12 @@ func (c *Config) TopicFor(t pgsrc.TableRef) string {
 			return b.Target
 		}
 	}
+	return c.defaultTopic(t)
+}
+
+// defaultTopic is <topicPrefix>.<schema>.<table>, the characters Kafka
+// refuses replaced: two tables may share it ("t x" and t_x).
+func (c *Config) defaultTopic(t pgsrc.TableRef) string {
 	return sanitizeTopic(c.Kafka.TopicPrefix + "." + t.Schema + "." + t.Name)
 }
 

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -26,6 +27,28 @@ var (
 	ErrSlotAhead = errors.New("replication slot ahead of the checkpoint")
 )
 
+// TopicClashError: two captured tables go to one Kafka topic, or to
+// topics Kafka cannot hold together (names equal but for '.' against '_').
+// Their default topics, <kafka.topicPrefix>.<schema>.<table> with the
+// characters Kafka refuses replaced by '_', may clash ("t x" and t_x).
+type TopicClashError struct {
+	Tables [2]pgsrc.TableRef
+	Topics [2]string
+}
+
+func (e *TopicClashError) Error() string {
+	return e.clash() + ": list the tables to capture under bindings (`pgkafka discover` prints them) and set bindings[].target of one of them to another topic"
+}
+
+// clash says which tables go to which topics.
+func (e *TopicClashError) clash() string {
+	a, b := e.Tables[0].String(), e.Tables[1].String()
+	if e.Topics[0] == e.Topics[1] {
+		return fmt.Sprintf("tables %q and %q both go to topic %q (characters Kafka refuses in topic names become '_')", a, b, e.Topics[0])
+	}
+	return fmt.Sprintf("tables %q and %q go to topics %q and %q, which Kafka cannot hold together (it takes '.' and '_' for the same)", a, b, e.Topics[0], e.Topics[1])
+}
+
 // isFenced reports the errors a fenced transactional producer sees: not
 // always PRODUCER_FENCED.
 func isFenced(err error) bool {
@@ -35,18 +58,19 @@ func isFenced(err error) bool {
 
 // Retryable reports whether a failed session may be retried from the last
 // checkpoint: a lost connection, a server or broker restarting, a timeout.
-// Fencing, a lost slot, an unreadable checkpoint, bad input and refused
-// prerequisites are not.
+// Fencing, a lost slot, an unreadable checkpoint, bad input, refused
+// prerequisites and clashing topics are not.
 func Retryable(err error) bool {
 	var prereq *pgsrc.PrerequisiteError
 	var notFound *pgsrc.TableNotFoundError
 	var incompatible *schema.IncompatibleError
+	var clash *TopicClashError
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
 		return false
 	case errors.Is(err, ErrFenced), isFenced(err), errors.Is(err, ErrSlotLost), errors.Is(err, ErrSlotAhead),
 		errors.Is(err, offsets.ErrUnreadable), errors.Is(err, pgsrc.ErrSlotInvalidated), errors.Is(err, pgsrc.ErrSlotMismatch),
-		errors.As(err, &prereq), errors.As(err, &notFound), errors.As(err, &incompatible):
+		errors.As(err, &prereq), errors.As(err, &notFound), errors.As(err, &incompatible), errors.As(err, &clash):
 		return false
 	case pgsrc.IsRetryable(err), kerr.IsRetriable(err), errors.Is(err, context.DeadlineExceeded):
 		return true

@@ -53,7 +53,7 @@ type session struct {
 	source   schema.Source
 	messages *messageTopic // nil when messages are not captured
 	// heartbeats writes the watermarks table every
-	// source.advanced.heartbeatInterval; nil when that is 0.
+	// source.advanced.heartbeatInterval; nil when that is 0s.
 	heartbeats *pgsrc.Watermarks
 	// slotWatch reads the slot's state into metrics, on its own connection.
 	slotWatch *slotWatch
@@ -129,7 +129,8 @@ func (s *session) close() {
 	s.closers = nil
 }
 
-// openSource opens the catalog connection and describes the bound tables.
+// openSource opens the catalog connection and describes the bound tables,
+// which must not share a topic.
 func (s *session) openSource(ctx context.Context) error {
 	catalog, err := pgsrc.OpenCatalog(ctx, &s.cfg.Source)
 	if err != nil {
@@ -151,7 +152,9 @@ func (s *session) openSource(ctx context.Context) error {
 			s.log.Warn("table has no primary key: its records get a null key and are spread round-robin", "table", s.refs[i].String())
 		}
 	}
-	return nil
+	// Before Kafka is touched: the broker would refuse the topics' creation
+	// with a message that names neither table.
+	return s.cfg.checkTopics(s.refs)
 }
 
 // openKafka comes before the replication stream: it fences any other
@@ -256,14 +259,18 @@ func (s *session) prepareSource(ctx context.Context) error {
 	s.onClose("slot watch connection", watchConn.Close)
 	s.slotWatch = &slotWatch{catalog: watchConn, slot: cfg.Source.Advanced.SlotName, maxLag: cfg.Source.Advanced.MaxSlotLagBytes,
 		metrics: s.r.metrics, log: s.log.With("stage", "slot")}
-	if cfg.Source.Advanced.HeartbeatInterval > 0 {
-		heartbeats, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
-		if err != nil {
-			return err
-		}
-		s.heartbeats = heartbeats
-		s.onClose("heartbeat connection", heartbeats.Close)
+	every := cfg.Source.Advanced.Heartbeat()
+	if every == 0 {
+		s.log.Info("heartbeats off (source.advanced.heartbeatInterval: 0s)")
+		return nil
 	}
+	heartbeats, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
+	if err != nil {
+		return err
+	}
+	s.heartbeats = heartbeats
+	s.onClose("heartbeat connection", heartbeats.Close)
+	s.log.Info("heartbeats on", "every", every.String())
 	return nil
 }
 
@@ -417,7 +424,7 @@ func (s *session) runStages(ctx context.Context) error {
 	g.Go(func() error { return stage("slot watch", s.slotWatch.run(softOf(gctx, soft))) })
 	if s.heartbeats != nil {
 		g.Go(func() error {
-			return stage("heartbeat", heartbeat(softOf(gctx, soft), s.heartbeats, s.cfg.Source.Advanced.HeartbeatInterval))
+			return stage("heartbeat", heartbeat(softOf(gctx, soft), s.heartbeats, s.cfg.Source.Advanced.Heartbeat()))
 		})
 	}
 	s.log.Info("capturing", "tables", len(s.refs), "slot", s.cfg.Source.Advanced.SlotName)

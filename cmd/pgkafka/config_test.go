@@ -60,6 +60,10 @@ format: {envelope: xml}
 		{name: "sync mode", yaml: strings.Replace(validConfig, "syncMode: incremental", "syncMode: full_refresh", 1),
 			want: []string{`bindings[0].resource.syncMode: "full_refresh" is not supported`}},
 		{name: "duplicate binding", yaml: strings.Replace(validConfig, "kafka:", "  - resource: {namespace: public, stream: orders}\nkafka:", 1), want: []string{"bindings[1].resource: table public.orders is bound twice"}},
+		{name: "default topics clash", yaml: strings.Replace(validConfig, "kafka:", "  - resource: {namespace: public, stream: 't x'}\n  - resource: {namespace: public, stream: t_x}\nkafka:", 1),
+			want: []string{`bindings[2]: tables "public.t x" and "public.t_x" both go to topic "shop.public.t_x"`, "set bindings[1].target or bindings[2].target to another topic"}},
+		{name: "topics Kafka cannot hold together", yaml: strings.Replace(validConfig, "kafka:", "  - resource: {namespace: public, stream: t.x}\n  - resource: {namespace: public, stream: t_y}\n    target: shop.public.t_x\nkafka:", 1),
+			want: []string{`bindings[2]: tables "public.t.x" and "public.t_y" go to topics "shop.public.t.x" and "shop.public.t_x", which Kafka cannot hold together`, "set bindings[1].target or bindings[2].target"}},
 		{name: "wrong type", yaml: validConfig, args: []string{"--set", "source.advanced.backfill_chunk_size=lots"}, want: []string{"backfill_chunk_size"}},
 		{name: "unknown --set key", yaml: validConfig, args: []string{"--set", "source.passwrd=x"}, want: []string{`--set source.passwrd: unknown key "source.passwrd"`}},
 		{name: "oversized records", yaml: validConfig, args: []string{"--set", "kafka.maxRecordBytes=10", "--set", "kafka.oversizedRecords=drop", "--set", "kafka.dlqTopic=bad topic"},
@@ -68,6 +72,8 @@ format: {envelope: xml}
 			want: []string{"source.advanced.maxSlotLagBytes: -1 is negative"}},
 		{name: "pprof without an address", yaml: validConfig, args: []string{"--set", "metrics.pprof=true"},
 			want: []string{"metrics.pprof: true needs metrics.address"}},
+		{name: "empty broker list", yaml: strings.Replace(validConfig, "[k1:9092, k2:9092]", "[]", 1), want: []string{"kafka.brokers: empty: list at least one host:port"}},
+		{name: "empty broker list from --set", yaml: validConfig, args: []string{"--set", "kafka.brokers="}, want: []string{"kafka.brokers: empty"}},
 		{name: "bad broker", yaml: strings.Replace(validConfig, "[k1:9092, k2:9092]", "[nohostport]", 1), want: []string{`kafka.brokers[0]: "nohostport" is not host:port`}},
 	}
 	for _, tc := range cases {
@@ -149,5 +155,42 @@ func TestConfigLayers(t *testing.T) {
 	_, err = loadConfig(path, []string{"PGKAFKA_SOURCE__PASWORD=x", "PGKAFKA_SOURCE__PASSWORD=y"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "PGKAFKA_SOURCE__PASWORD") {
 		t.Errorf("a misspelt variable must be an error naming it, got %v", err)
+	}
+}
+
+// TestConfigAbsentKeysOnly: a default applies only where the key is
+// absent. An explicit kafka.brokers: [] is an error (above), not
+// localhost:9092; an explicit heartbeatInterval: 0s disables heartbeats,
+// from the file, the environment or --set, and is not made 1m.
+func TestConfigAbsentKeysOnly(t *testing.T) {
+	noBrokers := strings.Replace(validConfig, "  brokers: [k1:9092, k2:9092]\n", "", 1)
+	cfg, err := loadConfig(writeConfig(t, noBrokers), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Kafka.Brokers, ","); got != "localhost:9092" {
+		t.Errorf("kafka.brokers absent: %q, want the default localhost:9092", got)
+	}
+	if got := cfg.Source.Advanced.Heartbeat(); got != time.Minute {
+		t.Errorf("heartbeatInterval absent: %s, want the default 1m", got)
+	}
+	zero := strings.Replace(validConfig, "  password: "+secret+"\n", "  password: "+secret+"\n  advanced: {heartbeatInterval: 0s}\n", 1)
+	for name, load := range map[string]func() (time.Duration, error){
+		"file": func() (time.Duration, error) {
+			cfg, err := loadConfig(writeConfig(t, zero), nil, nil)
+			return cfg.Source.Advanced.Heartbeat(), err
+		},
+		"environment": func() (time.Duration, error) {
+			cfg, err := loadConfig(writeConfig(t, validConfig), []string{"PGKAFKA_SOURCE__ADVANCED__HEARTBEATINTERVAL=0s"}, nil)
+			return cfg.Source.Advanced.Heartbeat(), err
+		},
+		"--set": func() (time.Duration, error) {
+			cfg, err := loadConfig(writeConfig(t, validConfig), nil, []string{"source.advanced.heartbeatInterval=0s"})
+			return cfg.Source.Advanced.Heartbeat(), err
+		},
+	} {
+		if got, err := load(); err != nil || got != 0 {
+			t.Errorf("heartbeatInterval 0s from the %s: %s (%v), want 0s (disabled)", name, got, err)
+		}
 	}
 }

@@ -240,7 +240,14 @@ func runCapture(ctx context.Context, cfg pipeline.Config, log *slog.Logger, ui *
 			return
 		}
 	}()
-	return r.Run(ctx)
+	err = r.Run(ctx)
+	var clash *pipeline.TopicClashError
+	if errors.As(err, &clash) {
+		// Tables found at run time (no bindings) whose topics clash: the
+		// fix is in the configuration, and a restart would not mend it.
+		return &configError{err}
+	}
+	return err
 }
 
 // serveMetrics serves the Runner's metrics on /metrics, a liveness answer
