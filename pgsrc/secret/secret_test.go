@@ -28,7 +28,9 @@ func TestString(t *testing.T) {
 
 type codedError struct{ code string }
 
-func (e *codedError) Error() string { return "failed at http://bob:hunter2@h:1/x (code " + e.code + ")" }
+func (e *codedError) Error() string {
+	return "failed at http://bob:hunter2@h:1/x (code " + e.code + ")"
+}
 
 func TestRedactor(t *testing.T) {
 	r := NewRedactor("hunter2", "bob:hunter2", "", "ab", "hunter2")
