@@ -2,6 +2,9 @@ package secret
 
 import (
 	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 )
@@ -73,3 +76,71 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// Value returns v with the secrets removed from what it prints: a string,
+// an error (see Error), a group's values, anything else formatted with %+v.
+// Numbers, booleans, durations and times are returned as they are.
+func (r *Redactor) Value(v slog.Value) slog.Value {
+	if r.Empty() {
+		return v
+	}
+	v = v.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return slog.StringValue(r.r.Replace(v.String()))
+	case slog.KindGroup:
+		attrs := v.Group()
+		out := make([]slog.Attr, len(attrs))
+		for i, a := range attrs {
+			out[i] = slog.Attr{Key: a.Key, Value: r.Value(a.Value)}
+		}
+		return slog.GroupValue(out...)
+	case slog.KindAny:
+		a := v.Any()
+		if err, ok := a.(error); ok {
+			return slog.AnyValue(r.Error(err))
+		}
+		s := fmt.Sprintf("%+v", a)
+		if red := r.r.Replace(s); red != s {
+			return slog.StringValue(red)
+		}
+	}
+	return v
+}
+
+// Handler returns a slog.Handler that removes r's secrets from the message
+// and the attributes (see Value) of each record before next handles it.
+func (r *Redactor) Handler(next slog.Handler) slog.Handler {
+	if r.Empty() {
+		return next
+	}
+	return &handler{next: next, red: r}
+}
+
+type handler struct {
+	next slog.Handler
+	red  *Redactor
+}
+
+func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h *handler) Handle(ctx context.Context, rec slog.Record) error {
+	out := slog.NewRecord(rec.Time, rec.Level, h.red.Redact(rec.Message), rec.PC)
+	rec.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(slog.Attr{Key: a.Key, Value: h.red.Value(a.Value)})
+		return true
+	})
+	return h.next.Handle(ctx, out)
+}
+
+func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	red := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		red[i] = slog.Attr{Key: a.Key, Value: h.red.Value(a.Value)}
+	}
+	return &handler{next: h.next.WithAttrs(red), red: h.red}
+}
+
+func (h *handler) WithGroup(name string) slog.Handler {
+	return &handler{next: h.next.WithGroup(name), red: h.red}
+}
