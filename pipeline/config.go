@@ -48,6 +48,9 @@ func (c *Config) Secrets() []secret.String {
 	return append([]secret.String{c.Source.Password, c.Kafka.SASL.Password}, c.SchemaRegistry.Secrets()...)
 }
 
+// Redactor removes c's Secrets from text.
+func (c *Config) Redactor() *secret.Redactor { return secret.NewRedactor(c.Secrets()...) }
+
 // MessagesConfig is the `messages` block: logical decoding messages
 // (pg_logical_emit_message, PostgreSQL 14+) written to the topic
 // <kafka.topicPrefix>.message in Debezium's form.

@@ -42,7 +42,7 @@ type Runner struct {
 // NewRunner validates cfg (defaults already applied) and returns a Runner.
 // Its log lines and errors never hold a password of cfg (Config.Secrets).
 func NewRunner(cfg Config, log *slog.Logger) (*Runner, error) {
-	red := secret.NewRedactor(cfg.Secrets()...)
+	red := cfg.Redactor()
 	if err := cfg.Validate(); err != nil {
 		return nil, red.Error(err)
 	}

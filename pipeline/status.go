@@ -10,7 +10,6 @@ import (
 
 	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
-	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
 
 // Status is the state of a capture, as `pgkafka status` reports it. It is
@@ -96,7 +95,7 @@ func backfillShares(ctx context.Context, cfg Config, catalog *pgsrc.Catalog, cp 
 // never hold a password of cfg.
 func ReadStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error) {
 	st, err := readStatus(ctx, cfg, now)
-	return st, secret.NewRedactor(cfg.Secrets()...).Error(err)
+	return st, cfg.Redactor().Error(err)
 }
 
 func readStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error) {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/pgkafka/pgkafka/pgsrc/secret"
 	"github.com/pgkafka/pgkafka/schema"
 )
 
@@ -27,7 +26,7 @@ type Decoded struct {
 // operators' spot checks. Neither its errors nor its log lines hold a
 // password of cfg.
 func Tail(ctx context.Context, cfg *Config, topics []string, log *slog.Logger, fn func(Decoded) error) error {
-	red := secret.NewRedactor(cfg.Secrets()...)
+	red := cfg.Redactor()
 	return red.Error(tail(ctx, cfg, topics, slog.New(red.Handler(log.Handler())), fn))
 }
 
