@@ -41,6 +41,8 @@ const (
 	codeObjectInUse           = "55006"
 	codeInsufficientPrivilege = "42501"
 	codeDuplicateObject       = "42710"
+	codeDuplicateTable        = "42P07"
+	codeUniqueViolation       = "23505"
 	codeInvalidSchemaName     = "3F000"
 	codeAdminShutdown         = "57P01"
 	codeCrashShutdown         = "57P02"

@@ -20,7 +20,8 @@ import (
 // step the role may not take is a *PrerequisiteError carrying the SQL the
 // owner must run. With no tables, the tables are the publication's, or when
 // it does not exist every table the user can read. Running it again changes
-// nothing.
+// nothing. Several instances (other slots, the same publication and
+// watermarks table) may run it at once: see lockedDDL.
 func Setup(ctx context.Context, cfg *Config, tables []TableRef, log *slog.Logger) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -63,23 +64,30 @@ func Setup(ctx context.Context, cfg *Config, tables []TableRef, log *slog.Logger
 		}
 	}
 
-	if err := setupWatermarks(ctx, conn, f, wm, log); err != nil {
+	// Other instances may set up the same watermarks table and publication
+	// at this moment: each step reads what exists and creates the rest
+	// under a lock they share (lockedDDL).
+	if err := lockedDDL(ctx, conn, log, func() error {
+		return setupWatermarks(ctx, conn, f, wm, log)
+	}); err != nil {
 		return err
 	}
-	pf, err := loadPublicationFacts(ctx, conn, cfg.Advanced.PublicationName)
-	if err != nil {
-		return err
-	}
-	bound, err := boundTables(ctx, conn, tables, pf, wm)
-	if err != nil {
-		return err
-	}
-	if _, missing, err := lookupTables(ctx, conn, bound); err != nil {
-		return err
-	} else if len(missing) > 0 {
-		return errors.Join(missing...)
-	}
-	if err := setupPublication(ctx, conn, f, pf, cfg.Advanced.PublicationName, append(bound, wm), log); err != nil {
+	if err := lockedDDL(ctx, conn, log, func() error {
+		pf, err := loadPublicationFacts(ctx, conn, cfg.Advanced.PublicationName)
+		if err != nil {
+			return err
+		}
+		bound, err := boundTables(ctx, conn, tables, pf, wm)
+		if err != nil {
+			return err
+		}
+		if _, missing, err := lookupTables(ctx, conn, bound); err != nil {
+			return err
+		} else if len(missing) > 0 {
+			return errors.Join(missing...)
+		}
+		return setupPublication(ctx, conn, f, pf, cfg.Advanced.PublicationName, append(bound, wm), log)
+	}); err != nil {
 		return err
 	}
 	if !sf.exists {
@@ -87,6 +95,39 @@ func Setup(ctx context.Context, cfg *Config, tables []TableRef, log *slog.Logger
 	}
 	log.Info("replication slot exists", "slot", slot)
 	return nil
+}
+
+// setupLockKey is the key of the advisory lock that serializes the DDL of
+// Setup among pgkafka instances: "pgkafka" in ASCII. Advisory locks belong
+// to a database, so instances on other databases never wait for each other.
+const setupLockKey int64 = 0x70676b61666b61
+
+// ddlAttempts bounds how many times lockedDDL runs a step.
+const ddlAttempts = 3
+
+// lockedDDL runs step, which reads the catalog and creates or alters what
+// is missing, in a transaction holding the transaction-scoped advisory lock
+// setupLockKey. PostgreSQL's CREATE TABLE IF NOT EXISTS, CREATE PUBLICATION
+// and ALTER PUBLICATION ... ADD TABLE fail with unique_violation or
+// duplicate_object when another session creates the same object at the
+// same moment: the lock keeps pgkafka instances from doing so, each step
+// seeing what the one before it committed. A session that does not take
+// the lock (an older pgkafka, a script) may still collide: the step then
+// runs again, reading the catalog anew, up to ddlAttempts times. step runs
+// its statements on conn, which is in the transaction meanwhile.
+func lockedDDL(ctx context.Context, conn *pgx.Conn, log *slog.Logger, step func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, setupLockKey); err != nil {
+				return fmt.Errorf("waiting for the setup of other pgkafka instances (pg_advisory_xact_lock(%d)): %w", setupLockKey, err)
+			}
+			return step()
+		})
+		if err == nil || attempt == ddlAttempts || !isCode(err, codeUniqueViolation, codeDuplicateObject, codeDuplicateTable) {
+			return err
+		}
+		log.Warn("another session created the same object at the same moment; reading the catalog again", "err", serverMessage(err))
+	}
 }
 
 func setupWatermarks(ctx context.Context, conn *pgx.Conn, f *serverFacts, wm TableRef, log *slog.Logger) error {

@@ -41,6 +41,16 @@ type Config struct {
 	Toast ToastConfig `koanf:"toast"`
 }
 
+// Secrets are the strings of c that no log line or error may hold:
+// source.password, kafka.sasl.password and the schema registry's
+// (schema.RegistryConfig.Secrets).
+func (c *Config) Secrets() []secret.String {
+	return append([]secret.String{c.Source.Password, c.Kafka.SASL.Password}, c.SchemaRegistry.Secrets()...)
+}
+
+// Redactor removes c's Secrets from text.
+func (c *Config) Redactor() *secret.Redactor { return secret.NewRedactor(c.Secrets()...) }
+
 // MessagesConfig is the `messages` block: logical decoding messages
 // (pg_logical_emit_message, PostgreSQL 14+) written to the topic
 // <kafka.topicPrefix>.message in Debezium's form.

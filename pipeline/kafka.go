@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
 
 // Producer sizing: kgo blocks Produce once this much is buffered, which is
@@ -30,7 +32,7 @@ func (k *KafkaConfig) clientOpts(log *slog.Logger) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(k.Brokers...),
 		kgo.ClientID(k.ClientID),
-		kgo.WithLogger(kgoLogger{log}),
+		kgo.WithLogger(kgoLogger{log: log, red: secret.NewRedactor(k.SASL.Password)}),
 	}
 	if k.TLS.Enabled || k.TLS.CAFile != "" || k.TLS.CertFile != "" {
 		tc, err := k.TLS.config()
@@ -154,8 +156,12 @@ func createTopics(ctx context.Context, adm *kadm.Client, cfg TopicsConfig, topic
 	return errors.Join(errs...)
 }
 
-// kgoLogger bridges kgo's logger to slog.
-type kgoLogger struct{ log *slog.Logger }
+// kgoLogger bridges kgo's logger to slog. kgo knows the SASL password: its
+// messages and values go out with the password removed (red).
+type kgoLogger struct {
+	log *slog.Logger
+	red *secret.Redactor
+}
 
 func (l kgoLogger) Level() kgo.LogLevel {
 	ctx := context.Background()
@@ -181,6 +187,14 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lv = slog.LevelInfo
 	default:
 		lv = slog.LevelDebug
+	}
+	if !l.red.Empty() {
+		msg = l.red.Redact(msg)
+		redacted := make([]any, len(keyvals))
+		for i, v := range keyvals {
+			redacted[i] = l.red.Value(slog.AnyValue(v)).Any()
+		}
+		keyvals = redacted
 	}
 	l.log.Log(context.Background(), lv, msg, keyvals...)
 }

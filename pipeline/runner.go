@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 	"github.com/pgkafka/pgkafka/schema"
 )
 
@@ -24,6 +25,7 @@ const Version = "0.1.0"
 type Runner struct {
 	cfg     Config
 	log     *slog.Logger
+	red     *secret.Redactor // cfg.Secrets
 	metrics *Metrics
 
 	stopOnce sync.Once
@@ -38,12 +40,17 @@ type Runner struct {
 }
 
 // NewRunner validates cfg (defaults already applied) and returns a Runner.
+// Its log lines and errors never hold a password of cfg (Config.Secrets).
 func NewRunner(cfg Config, log *slog.Logger) (*Runner, error) {
+	red := cfg.Redactor()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, red.Error(err)
 	}
 	m := newMetrics()
-	return &Runner{cfg: cfg, log: log, metrics: m, progress: newBackfillProgress(m),
+	// Every log line of the capture (the retry loop's, the stages', kgo's)
+	// goes through red.
+	log = slog.New(red.Handler(log.Handler()))
+	return &Runner{cfg: cfg, log: log, red: red, metrics: m, progress: newBackfillProgress(m),
 		stop: make(chan struct{}), ready: make(chan struct{}), backfilled: make(chan struct{})}, nil
 }
 
@@ -87,6 +94,10 @@ const (
 // supervisor that restarts pgkafka, to see), but for a slot still held by
 // a predecessor, which is waited for. It may be called once.
 func (r *Runner) Run(ctx context.Context) error {
+	return r.red.Error(r.run(ctx))
+}
+
+func (r *Runner) run(ctx context.Context) error {
 	wait := retryFirst
 	for attempt := 1; ; attempt++ {
 		start := time.Now()

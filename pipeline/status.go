@@ -91,8 +91,14 @@ func backfillShares(ctx context.Context, cfg Config, catalog *pgsrc.Catalog, cp 
 	return nil
 }
 
-// ReadStatus gathers the Status of the capture cfg describes.
+// ReadStatus gathers the Status of the capture cfg describes. Its errors
+// never hold a password of cfg.
 func ReadStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error) {
+	st, err := readStatus(ctx, cfg, now)
+	return st, cfg.Redactor().Error(err)
+}
+
+func readStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error) {
 	catalog, err := pgsrc.OpenCatalog(ctx, &cfg.Source)
 	if err != nil {
 		return nil, err

@@ -23,8 +23,14 @@ type Decoded struct {
 // Tail reads topics from their start as a read_committed consumer and hands
 // each record, decoded with its writer schema from the registry, to fn,
 // until ctx ends (nil) or fn or a fetch fails. It serves the demo and
-// operators' spot checks.
+// operators' spot checks. Neither its errors nor its log lines hold a
+// password of cfg.
 func Tail(ctx context.Context, cfg *Config, topics []string, log *slog.Logger, fn func(Decoded) error) error {
+	red := cfg.Redactor()
+	return red.Error(tail(ctx, cfg, topics, slog.New(red.Handler(log.Handler())), fn))
+}
+
+func tail(ctx context.Context, cfg *Config, topics []string, log *slog.Logger, fn func(Decoded) error) error {
 	opts, err := cfg.Kafka.clientOpts(log)
 	if err != nil {
 		return err

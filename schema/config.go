@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
@@ -56,6 +57,34 @@ func (c *RegistryConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("schemaRegistry.onIncompatible: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// Secrets are the strings of c that no message may hold: the basic-auth
+// password and, when URL carries a password, URL's userinfo and that
+// password, both as written in the configuration and as net/url writes
+// them back (escaped) into the URLs that libraries quote in their errors.
+func (c *RegistryConfig) Secrets() []secret.String {
+	ss := []secret.String{c.Password}
+	// As written, even when the URL does not parse: the authority between
+	// "://" and the path, up to its last '@'.
+	if _, rest, ok := strings.Cut(c.URL, "://"); ok {
+		authority, _, _ := strings.Cut(rest, "/")
+		authority, _, _ = strings.Cut(authority, "?")
+		authority, _, _ = strings.Cut(authority, "#")
+		if at := strings.LastIndex(authority, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(authority[:at], ":"); ok && pw != "" {
+				ss = append(ss, secret.String(authority[:at]), secret.String(pw))
+			}
+		}
+	}
+	if u, err := url.Parse(c.URL); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			info := u.User.String()
+			_, escaped, _ := strings.Cut(info, ":")
+			ss = append(ss, secret.String(info), secret.String(pw), secret.String(escaped))
+		}
+	}
+	return ss
 }
 
 // redactURL hides any password in a URL for messages.

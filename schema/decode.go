@@ -8,6 +8,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
 
 // Decoder reads Confluent-framed Avro (magic byte 0, 4-byte schema id, Avro
@@ -18,6 +20,7 @@ import (
 type Decoder struct {
 	cl  *sr.Client
 	url string
+	red *secret.Redactor
 
 	mu      sync.Mutex
 	schemas map[int]avro.Schema
@@ -28,9 +31,13 @@ type Decoder struct {
 // default stops at 1 MiB. Frozen: it never changes.
 var decodeAPI = avro.Config{MaxByteSliceSize: 256 << 20}.Freeze()
 
-// NewDecoder returns a Decoder on the registry of cfg.
+// NewDecoder returns a Decoder on the registry of cfg. Like a Registry's,
+// its errors never hold the registry's passwords.
 func NewDecoder(cfg RegistryConfig) (*Decoder, error) {
 	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	opts := []sr.ClientOpt{sr.URLs(cfg.URL)}
 	if cfg.Username != "" {
 		opts = append(opts, sr.BasicAuth(cfg.Username, string(cfg.Password)))
@@ -39,7 +46,7 @@ func NewDecoder(cfg RegistryConfig) (*Decoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema registry client for %s: %w", redactURL(cfg.URL), err)
 	}
-	return &Decoder{cl: cl, url: redactURL(cfg.URL), schemas: make(map[int]avro.Schema)}, nil
+	return &Decoder{cl: cl, url: redactURL(cfg.URL), red: secret.NewRedactor(cfg.Secrets()...), schemas: make(map[int]avro.Schema)}, nil
 }
 
 // Decode decodes one framed key or value into Go values (records as
@@ -54,7 +61,7 @@ func (d *Decoder) Decode(ctx context.Context, b []byte) (any, error) {
 	id := int(binary.BigEndian.Uint32(b[1:5]))
 	s, err := d.schema(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, d.red.Error(err)
 	}
 	var v any
 	if err := decodeAPI.Unmarshal(s, b[5:], &v); err != nil {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
 
 // Registry registers codecs' schemas with a Confluent-compatible schema
@@ -18,6 +20,7 @@ import (
 type Registry struct {
 	cl     *sr.Client
 	url    string // redacted, for errors
+	red    *secret.Redactor
 	policy OnIncompatible
 
 	mu     sync.Mutex
@@ -32,7 +35,9 @@ type latest struct {
 }
 
 // NewRegistry returns a client of the registry at cfg.URL, with basic
-// authentication when cfg.Username is set. It makes no request.
+// authentication when cfg.Username is set. It makes no request. The errors
+// of its methods never hold the password of cfg.URL or cfg.Password, even
+// when the HTTP client or the registry wrote them (cfg.Secrets).
 func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -47,7 +52,8 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema registry client for %s: %w", redactURL(cfg.URL), err)
 	}
-	return &Registry{cl: cl, url: redactURL(cfg.URL), policy: policy, ids: make(map[string]int), latest: make(map[string]*latest)}, nil
+	return &Registry{cl: cl, url: redactURL(cfg.URL), red: secret.NewRedactor(cfg.Secrets()...), policy: policy,
+		ids: make(map[string]int), latest: make(map[string]*latest)}, nil
 }
 
 // Register registers c's key schema under <topic>-key (keyed tables only)
@@ -58,7 +64,12 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 // registers neither schema; the policy register sets the subject's
 // compatibility to NONE, registers, and returns what it forced, for the
 // caller to report.
-func (r *Registry) Register(ctx context.Context, c *Codec) (forced []Incompatibility, err error) {
+func (r *Registry) Register(ctx context.Context, c *Codec) ([]Incompatibility, error) {
+	forced, err := r.registerCodec(ctx, c)
+	return forced, r.red.Error(err)
+}
+
+func (r *Registry) registerCodec(ctx context.Context, c *Codec) (forced []Incompatibility, err error) {
 	type pending struct {
 		subject, text string
 		parsed        avro.Schema
@@ -117,6 +128,10 @@ func (r *Registry) Register(ctx context.Context, c *Codec) (forced []Incompatibi
 // and <topic>-value, then sets its ids. They never change, so they are not
 // checked for compatibility.
 func (r *Registry) RegisterMessages(ctx context.Context, c *MessageCodec) error {
+	return r.red.Error(r.registerMessages(ctx, c))
+}
+
+func (r *Registry) registerMessages(ctx context.Context, c *MessageCodec) error {
 	var ids [2]int
 	for i, sub := range [2][2]string{{c.KeySubject(), c.KeySchema()}, {c.ValueSubject(), c.ValueSchema()}} {
 		id, known, err := r.lookup(ctx, sub[0], sub[1])
@@ -176,6 +191,11 @@ func notFound(err error) bool {
 // Latest returns the latest version of subject and its number; a nil schema
 // when the subject has none.
 func (r *Registry) Latest(ctx context.Context, subject string) (avro.Schema, int, error) {
+	s, version, err := r.fetchLatest(ctx, subject)
+	return s, version, r.red.Error(err)
+}
+
+func (r *Registry) fetchLatest(ctx context.Context, subject string) (avro.Schema, int, error) {
 	r.mu.Lock()
 	l := r.latest[subject]
 	r.mu.Unlock()
@@ -203,7 +223,7 @@ func (r *Registry) Latest(ctx context.Context, subject string) (avro.Schema, int
 // check returns what makes schema unable to read the data of subject's
 // latest version, nil if nothing does (or the subject is new).
 func (r *Registry) check(ctx context.Context, subject string, schema avro.Schema, key bool) (*Incompatibility, error) {
-	old, version, err := r.Latest(ctx, subject)
+	old, version, err := r.fetchLatest(ctx, subject)
 	if err != nil || old == nil {
 		return nil, err
 	}

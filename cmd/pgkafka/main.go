@@ -152,6 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exit(log, err)
 	}
+	log = redactSecrets(log, &cfg)
 	switch cmd {
 	case "run":
 		return exit(log, runCapture(ctx, cfg, log, ui))

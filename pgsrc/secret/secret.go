@@ -1,9 +1,11 @@
 // Package secret holds String, the type of every password and token in
-// pgkafka's configuration: a string that never prints.
+// pgkafka's configuration: a string that never prints; and Redactor, which
+// removes such strings from what libraries wrote without knowing them
+// (their errors, their log lines).
 //
-// It depends on nothing of ours and owns nothing but that type, so that
-// every package that holds a credential (pgsrc, schema, pipeline) can share
-// it: the one exception to the rule that the leaves import nothing of ours
+// It depends on nothing of ours and owns nothing but these, so that every
+// package that holds a credential (pgsrc, schema, pipeline) can share them:
+// the one exception to the rule that the leaves import nothing of ours
 // outside their own tree (STYLE §1, the import test in cmd/pgkafka).
 package secret
 
