@@ -127,8 +127,8 @@ type tableReader struct {
 // (plan nil: soft stop while held at the gate), or why not.
 type openedChunk struct {
 	plan *chunkPlan
-	tc   *tableCodec
-	err  error
+	chunkOpening
+	err error
 }
 
 // run reads the table. For a keyed table, chunk n+1 is planned and its
@@ -158,7 +158,7 @@ func (t *tableReader) run(ctx, soft context.Context) error {
 			next = make(chan openedChunk, 1)
 			go func() { next <- t.open(ctx, soft, np) }()
 		}
-		res, err := t.read(ctx, cur.plan, cur.tc)
+		res, err := t.read(ctx, cur.plan, cur.chunkOpening)
 		if err != nil {
 			return fmt.Errorf("backfill of %s: %w", ref, err)
 		}
@@ -262,11 +262,11 @@ func (t *tableReader) plan(ctx, soft context.Context, after [][]byte, ctid strin
 
 // open opens a planned chunk's window (it does not use the scanner).
 func (t *tableReader) open(ctx, soft context.Context, plan *chunkPlan) openedChunk {
-	tc, err := t.s.open(ctx, soft, plan)
-	if err != nil || tc == nil {
+	o, err := t.s.open(ctx, soft, plan)
+	if err != nil || o.tc == nil {
 		return openedChunk{err: err}
 	}
-	return openedChunk{plan: plan, tc: tc}
+	return openedChunk{plan: plan, chunkOpening: o}
 }
 
 // newPlan plans the chunk after the key after (or the ctid ctid): for a
@@ -289,40 +289,43 @@ func (t *tableReader) newPlan(ctx context.Context, after [][]byte, ctid string) 
 }
 
 // open hands the serializer the plan, writes its low watermark and waits
-// until the serializer has opened its window, returning the codec of the
-// chunk's rows. It returns a nil codec when soft ends while the gate holds
-// the chunk back.
-func (s *backfillStage) open(ctx, soft context.Context, plan *chunkPlan) (*tableCodec, error) {
+// until the serializer has opened its window, returning what it hands
+// over. It returns a nil codec when soft ends while the gate holds the
+// chunk back.
+func (s *backfillStage) open(ctx, soft context.Context, plan *chunkPlan) (chunkOpening, error) {
 	if err := s.gate.wait(ctx); err != nil {
-		return nil, err
+		return chunkOpening{}, err
 	}
 	if soft.Err() != nil {
-		return nil, nil
+		return chunkOpening{}, nil
 	}
 	if err := send(ctx, s.plans, plan); err != nil {
-		return nil, err
+		return chunkOpening{}, err
 	}
 	s.lowMarksAwaited.Add(1)
 	defer s.lowMarksAwaited.Add(-1)
 	if err := s.watermark(ctx, lowMark+plan.id); err != nil {
-		return nil, err
+		return chunkOpening{}, err
 	}
 	// Invariant: the chunk is read only after the serializer has seen the
 	// low watermark, in a snapshot that sees every transaction committed
 	// before it: a change the serializer dropped as beyond the cursor (it
 	// came before the low watermark) is then always in the chunk.
 	select {
-	case tc := <-plan.opened:
-		return tc, nil
+	case o := <-plan.opened:
+		return o, nil
 	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+		return chunkOpening{}, context.Cause(ctx)
 	}
 }
 
-// read reads an opened chunk, encoding its rows with tc as they come,
-// hands the result to the serializer and writes the high watermark.
-func (t *tableReader) read(ctx context.Context, plan *chunkPlan, tc *tableCodec) (*chunkResult, error) {
-	if err := t.sc.BeginConsistent(ctx); err != nil {
+// read reads an opened chunk, in a snapshot that sees every commit the
+// stream delivered before its low watermark, encoding its rows with the
+// codec handed over as they come; it hands the result to the serializer
+// and writes the high watermark.
+func (t *tableReader) read(ctx context.Context, plan *chunkPlan, o chunkOpening) (*chunkResult, error) {
+	tc := o.tc
+	if err := t.sc.BeginConsistent(ctx, o.delivered); err != nil {
 		return nil, err
 	}
 	rows := plan.limit

@@ -17,7 +17,7 @@ import (
 //	backfill stage                         serializer (dblog)
 //	  chunkPlan ──────────── plans ─────────▶ (waits for its low watermark)
 //	  low watermark ─────── WAL ────────────▶ window opened
-//	  (reads the chunk) ◀──── opened ──────── the codec of its rows
+//	  (reads the chunk) ◀──── opened ──────── its rows' codec, commits seen
 //	  chunkResult ────────── result ────────▶
 //	  high watermark ────── WAL ────────────▶ rows emitted, cursor moved
 //	  (next chunk of the table) ◀── emitted ─ closed
@@ -42,9 +42,10 @@ type chunkPlan struct {
 	ctid  string   // keyless: the ctid after which the chunk starts
 	limit int      // rows at most
 
-	// opened carries the codec of the chunk's rows from the serializer,
-	// sent when it sees the low watermark (capacity 1).
-	opened chan *tableCodec
+	// opened carries the codec of the chunk's rows, and the commits the
+	// stream delivered before the low watermark, from the serializer, sent
+	// when it sees the low watermark (capacity 1).
+	opened chan chunkOpening
 	// result carries the rows read from the backfill stage, sent before
 	// it writes the high watermark (capacity 1).
 	result chan *chunkResult
@@ -54,7 +55,17 @@ type chunkPlan struct {
 
 func newChunkPlan(id string, table pgsrc.TableRef, limit int) *chunkPlan {
 	return &chunkPlan{id: id, table: table, limit: limit,
-		opened: make(chan *tableCodec, 1), result: make(chan *chunkResult, 1), emitted: make(chan struct{})}
+		opened: make(chan chunkOpening, 1), result: make(chan *chunkResult, 1), emitted: make(chan struct{})}
+}
+
+// chunkOpening is what the serializer hands the backfill stage when a
+// chunk's window opens: the codec of its rows, and the xids (modulo 2^32)
+// of the last transactions whose commits the stream delivered before the
+// low watermark, which the chunk's snapshot must see
+// (pgsrc.Scanner.BeginConsistent). Neither side writes them afterwards.
+type chunkOpening struct {
+	tc        *tableCodec
+	delivered []uint32
 }
 
 // chunkResult is a chunk as read, from the backfill stage to the

@@ -67,6 +67,12 @@ type dblog struct {
 	// restartPending: a re-backfill was requested; the session restarts
 	// at the next commit with no window open.
 	restartPending bool
+	// delivered is a ring of the xids of the last deliveredXIDs commits
+	// the stream delivered (while tables are backfilled), the next written
+	// at deliveredNext: a chunk's snapshot must see those before its low
+	// watermark.
+	delivered     []uint32
+	deliveredNext int
 
 	key [][]byte // scratch
 }
@@ -226,6 +232,29 @@ func (d *dblog) keyOf(tc *tableCodec, tuple []pgsrc.Value) (key [][]byte, ok boo
 	return d.key, true
 }
 
+// deliveredXIDs is how many of the last commits a chunk's snapshot is
+// checked against: a transaction leaves the snapshots' in-progress list
+// moments after its commit reaches the stream, far fewer commits than
+// these later even under load.
+const deliveredXIDs = 8192
+
+// noteCommit records the commit of transaction xid, delivered by the
+// stream, while tables are backfilled.
+func (d *dblog) noteCommit(xid uint32) {
+	if len(d.tables) == 0 {
+		return
+	}
+	if d.delivered == nil {
+		d.delivered = make([]uint32, 0, deliveredXIDs)
+	}
+	if len(d.delivered) < deliveredXIDs {
+		d.delivered = append(d.delivered, xid)
+		return
+	}
+	d.delivered[d.deliveredNext] = xid
+	d.deliveredNext = (d.deliveredNext + 1) % deliveredXIDs
+}
+
 // holding reports whether a chunk window is open: the producer must not
 // commit after the batch being made.
 func (d *dblog) holding() bool { return d.openWindows > 0 }
@@ -295,7 +324,7 @@ func (d *dblog) plan(id string) *chunkPlan {
 }
 
 // open opens a chunk's window at its low watermark and hands the backfill
-// stage the codec of its rows.
+// stage the codec of its rows and the commits delivered so far.
 func (d *dblog) open(ctx context.Context, c *codecs, plan *chunkPlan) error {
 	b := d.tables[plan.table]
 	if b == nil {
@@ -311,7 +340,7 @@ func (d *dblog) open(ctx context.Context, c *codecs, plan *chunkPlan) error {
 		d.busySince = time.Now()
 	}
 	d.checkBusy()
-	plan.opened <- tc // capacity 1, sent once
+	plan.opened <- chunkOpening{tc: tc, delivered: slices.Clone(d.delivered)} // capacity 1, sent once
 	return nil
 }
 

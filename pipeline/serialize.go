@@ -129,6 +129,7 @@ func (s *serializerStage) change(ctx context.Context, ch *pgsrc.Change, tx *txSt
 // or when a re-backfill restarts the session.
 func (s *serializerStage) commit(ctx context.Context, ch *pgsrc.Change, tx *txState, b *batcher) (restart bool, err error) {
 	tx.open = false
+	s.dblog.noteCommit(tx.progress.xid)
 	if !tx.inKafka {
 		b.rb.commitLSN, b.rb.commitTime = ch.EndLSN, ch.CommitTime
 	}
