@@ -30,22 +30,9 @@ func TestMetricsAndProgressBars(t *testing.T) {
 	s := newStack(t)
 	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, v text);
 		INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 500) g; ANALYZE orders`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	path := s.config(t, pgtest.Superuser, cluster.SuperuserPassword(), ordersBinding)
-	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "text", "--progress", "always",
-		"--set", "metrics.address="+addr, "--set", "source.advanced.backfill_chunk_size=50")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, 60*time.Second, func() bool { return strings.Contains(stderr.String(), "backfills finished") }, &stderr)
+	cmd, addr, stderr := runWithMetrics(t, path, "--progress", "always", "--set", "source.advanced.backfill_chunk_size=50")
+	waitFor(t, 60*time.Second, func() bool { return strings.Contains(stderr.String(), "backfills finished") }, stderr)
 
 	s.db.Exec(t, `INSERT INTO orders VALUES (501, 'a'), (502, 'b'); UPDATE orders SET v = 'u' WHERE id = 1; DELETE FROM orders WHERE id = 2`)
 	// The scrape is taken once Kafka holds the changes: their records are
@@ -63,7 +50,7 @@ func TestMetricsAndProgressBars(t *testing.T) {
 	waitFor(t, 30*time.Second, func() bool {
 		m = scrape(t, "http://"+addr+"/metrics")
 		return value(m, "pgkafka_records_total", "op", "d") == 1 && value(m, "pgkafka_committed_lsn", "", "") >= float64(writtenLSN)
-	}, &stderr)
+	}, stderr)
 	for _, c := range []struct {
 		name, label, lv string
 		want            float64
@@ -134,22 +121,9 @@ func TestPprof(t *testing.T) {
 	s := newStack(t)
 	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, v text);
 		INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 2000) g`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	path := s.config(t, pgtest.Superuser, cluster.SuperuserPassword(), ordersBinding)
-	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "text",
-		"--set", "metrics.address="+addr, "--set", "metrics.pprof=true")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, 60*time.Second, func() bool { return strings.Contains(stderr.String(), "backfills finished") }, &stderr)
+	_, addr, stderr := runWithMetrics(t, path, "--set", "metrics.pprof=true")
+	waitFor(t, 60*time.Second, func() bool { return strings.Contains(stderr.String(), "backfills finished") }, stderr)
 	s.db.Exec(t, `INSERT INTO orders SELECT g, 'w' || g FROM generate_series(2001, 4000) g`)
 	for _, p := range []string{"/debug/pprof/profile?seconds=1", "/debug/pprof/heap"} {
 		resp, err := http.Get("http://" + addr + p)
@@ -183,24 +157,11 @@ func TestSlotWatch(t *testing.T) {
 	s := newStack(t)
 	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, v text);
 		INSERT INTO orders SELECT g, repeat('v', 100) FROM generate_series(1, 1000) g`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	path := s.config(t, pgtest.Superuser, cluster.SuperuserPassword(), ordersBinding)
-	cmd := exec.Command(binary, "run", "-c", path, "--log-format", "text",
-		"--set", "metrics.address="+addr, "--set", "source.advanced.maxSlotLagBytes=1")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	_, addr, stderr := runWithMetrics(t, path, "--set", "source.advanced.maxSlotLagBytes=1")
 	waitFor(t, 60*time.Second, func() bool {
 		return strings.Contains(stderr.String(), "holds back more WAL than source.advanced.maxSlotLagBytes allows")
-	}, &stderr)
+	}, stderr)
 	warning := ""
 	for line := range strings.Lines(stderr.String()) {
 		if strings.Contains(line, "maxSlotLagBytes allows") {
@@ -222,6 +183,27 @@ func TestSlotWatch(t *testing.T) {
 	if v := value(m, "pgkafka_slot_wal_status", "status", "reserved"); v != 1 {
 		t.Errorf("pgkafka_slot_wal_status{status=reserved} = %v, want 1", v)
 	}
+}
+
+// runWithMetrics starts `pgkafka run -c path` with args, serving metrics
+// on a free address, and kills it at the end of the test; it returns the
+// process, the metrics address and the process's log.
+func runWithMetrics(t *testing.T, path string, args ...string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(binary, append([]string{"run", "-c", path, "--log-format", "text", "--set", "metrics.address=" + addr}, args...)...)
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, addr, stderr
 }
 
 // httpStatus is the status of a GET of url.
