@@ -329,8 +329,13 @@ func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult
 		return nil, err
 	}
 	for _, t := range found {
-		detail := fmt.Sprintf("readable, %d columns, primary key (%s)", len(t.Columns), strings.Join(t.PrimaryKey, ", "))
-		if len(t.PrimaryKey) == 0 {
+		var detail string
+		switch {
+		case len(t.PrimaryKey) > 0:
+			detail = fmt.Sprintf("readable, %d columns, primary key (%s)", len(t.Columns), strings.Join(t.PrimaryKey, ", "))
+		case len(t.KeyColumns) > 0:
+			detail = fmt.Sprintf("readable, %d columns, no primary key, keyed by its replica identity index (%s)", len(t.Columns), strings.Join(t.KeyColumns, ", "))
+		default:
 			detail = fmt.Sprintf("readable, %d columns, no primary key: records get a null key", len(t.Columns))
 		}
 		if slices.ContainsFunc(t.Columns, func(c Column) bool { return c.Unpublished }) {

@@ -344,3 +344,36 @@ func assertAllOK(t *testing.T, results []pgsrc.CheckResult) []string {
 	}
 	return names
 }
+
+// TestCheckSaysHowTablesAreKeyed: check tells a table keyed by its primary
+// key, one keyed by its replica identity index (whose records carry that
+// key, not a null one) and one without a key.
+func TestCheckSaysHowTablesAreKeyed(t *testing.T) {
+	ctx := testContext(t)
+	db, cfg := ownerDB(t)
+	db.Exec(t, `CREATE TABLE ident (id int NOT NULL, v text);
+CREATE UNIQUE INDEX ident_id ON ident (id);
+ALTER TABLE ident REPLICA IDENTITY USING INDEX ident_id;
+CREATE TABLE loose (v text);
+ALTER TABLE ident OWNER TO capture; ALTER TABLE loose OWNER TO capture;`)
+	results, err := pgsrc.Check(ctx, &cfg, []pgsrc.TableRef{orders, {Schema: "public", Name: "ident"}, {Schema: "public", Name: "loose"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"table public.orders": "primary key (id)",
+		"table public.ident":  "no primary key, keyed by its replica identity index (id)",
+		"table public.loose":  "no primary key: records get a null key",
+	}
+	for _, r := range results {
+		if w, ok := want[r.Name]; ok {
+			if !strings.Contains(r.Detail, w) {
+				t.Errorf("%s: %q, want it to say %q", r.Name, r.Detail, w)
+			}
+			delete(want, r.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("no result for %s", name)
+	}
+}
