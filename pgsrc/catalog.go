@@ -2,6 +2,7 @@ package pgsrc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -44,6 +45,21 @@ func (c *Catalog) Discover(ctx context.Context, tables []TableRef) ([]Table, err
 		}
 	}
 	return ts, nil
+}
+
+// RelationName is the current name of the relation oid; false when it no
+// longer exists.
+func (c *Catalog) RelationName(ctx context.Context, oid uint32) (TableRef, bool, error) {
+	var t TableRef
+	err := c.conn.QueryRow(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).
+		Scan(&t.Schema, &t.Name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return TableRef{}, false, nil
+	}
+	if err != nil {
+		return TableRef{}, false, fmt.Errorf("reading the name of relation %d: %w", oid, err)
+	}
+	return t, true, nil
 }
 
 // Type returns the type with the given OID.

@@ -42,6 +42,9 @@ func compareTableRefs(a, b TableRef) int {
 // Table is a capturable table as the catalog describes it.
 type Table struct {
 	Schema, Name string
+	// OID is pg_class.oid: the relation ID pgoutput's Relation messages
+	// carry, which a rename keeps.
+	OID uint32
 	// Kind is pg_class.relkind: 'r' (ordinary) or 'p' (partitioned).
 	Kind byte
 	// Columns are the live columns in attnum order.
@@ -305,6 +308,7 @@ func lookupTables(ctx context.Context, conn *pgx.Conn, tables []TableRef) ([]Tab
 	for i, r := range rels {
 		oids[i] = r.oid
 		out[i] = r.table
+		out[i].OID = r.oid
 		index[r.oid] = &out[i]
 	}
 	if err := loadColumns(ctx, conn, oids, index); err != nil {

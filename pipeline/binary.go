@@ -148,7 +148,11 @@ func (k *keyText) keys(ctx context.Context, c *codecs, rel *pgsrc.Relation) (*re
 	}
 	rk := &relKeys{rel: rel}
 	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
-	if info := c.bound[ref]; info != nil {
+	info, err := c.boundInfo(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	if info != nil {
 		for _, name := range info.KeyColumns {
 			for i, rc := range rel.Columns {
 				if rc.Name != name {

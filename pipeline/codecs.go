@@ -28,8 +28,10 @@ type codecs struct {
 
 	// watermarks is the watermarks table, which is not captured.
 	watermarks pgsrc.TableRef
-	// bound describes each captured table, as last read from the catalog.
+	// bound describes each captured table, as last read from the catalog;
+	// byOID holds the same by relation ID, which a rename keeps.
 	bound map[pgsrc.TableRef]*pgsrc.Table
+	byOID map[uint32]*pgsrc.Table
 	// byRelation holds, per relation ID, the codec of its latest shape.
 	byRelation map[uint32]*tableCodec
 	// backfilled holds, per table, the codec of the rows its backfill
@@ -42,9 +44,45 @@ type codecs struct {
 
 func newCodecs(cfg *Config, catalog *pgsrc.Catalog, registry *schema.Registry, source schema.Source,
 	bound map[pgsrc.TableRef]*pgsrc.Table, toast *toastReconciler, metrics *Metrics, log *slog.Logger) *codecs {
-	return &codecs{cfg: cfg, catalog: catalog, registry: registry, source: source, toast: toast, metrics: metrics, log: log,
-		watermarks: cfg.Source.Watermarks(), bound: bound,
+	c := &codecs{cfg: cfg, catalog: catalog, registry: registry, source: source, toast: toast, metrics: metrics, log: log,
+		watermarks: cfg.Source.Watermarks(), bound: bound, byOID: make(map[uint32]*pgsrc.Table, len(bound)),
 		byRelation: make(map[uint32]*tableCodec), backfilled: make(map[pgsrc.TableRef]*tableCodec)}
+	for _, t := range bound {
+		if t.OID != 0 {
+			c.byOID[t.OID] = t
+		}
+	}
+	return c
+}
+
+// boundInfo returns the description of rel's captured table (nil: not
+// captured): by name, or by relation ID for a relation that carries
+// another name. That is the stream replaying changes made before a rename
+// (the binding names the table as it is now): they are the binding's. Or
+// the table was renamed since the session started: the capture stops
+// (TableRenamedError) rather than let the changes under the new name go
+// uncaptured.
+func (c *codecs) boundInfo(ctx context.Context, rel *pgsrc.Relation) (*pgsrc.Table, error) {
+	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
+	if info := c.bound[ref]; info != nil || rel.ID == 0 {
+		return info, nil
+	}
+	info := c.byOID[rel.ID]
+	if info == nil {
+		return nil, nil
+	}
+	now, exists, err := c.catalog.RelationName(ctx, rel.ID)
+	if err != nil {
+		return nil, err
+	}
+	if exists && now == info.Ref() {
+		return info, nil // a change made under a former name
+	}
+	renamed := &TableRenamedError{From: info.Ref(), To: ref, OID: rel.ID, CommitLSN: c.shapeLSN, Topic: c.cfg.TopicFor(info.Ref())}
+	if exists {
+		renamed.To = now
+	}
+	return nil, renamed
 }
 
 // tableCodec is a relation in one shape. A nil codec means the relation is
@@ -113,9 +151,9 @@ func (c *codecs) forBackfill(ctx context.Context, info *pgsrc.Table) (*tableCode
 func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, error) {
 	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
 	tc := &tableCodec{ref: ref, rel: rel, watermarks: ref == c.watermarks}
-	info := c.bound[ref]
-	if info == nil {
-		return tc, nil
+	info, err := c.boundInfo(ctx, rel)
+	if err != nil || info == nil {
+		return tc, err
 	}
 	st, err := c.schemaTable(ctx, rel, info)
 	if err != nil {

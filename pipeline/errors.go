@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/pgkafka/pgkafka/offsets"
@@ -47,6 +48,23 @@ func (e *TopicClashError) clash() string {
 		return fmt.Sprintf("tables %q and %q both go to topic %q (characters Kafka refuses in topic names become '_')", a, b, e.Topics[0])
 	}
 	return fmt.Sprintf("tables %q and %q go to topics %q and %q, which Kafka cannot hold together (it takes '.' and '_' for the same)", a, b, e.Topics[0], e.Topics[1])
+}
+
+// TableRenamedError is a captured table renamed while the capture ran:
+// its changes under the new name would reach no topic.
+type TableRenamedError struct {
+	From, To  pgsrc.TableRef
+	OID       uint32
+	CommitLSN pglogrepl.LSN // of the first transaction changing it under the new name (0: unknown)
+	Topic     string        // the binding's topic
+}
+
+func (e *TableRenamedError) Error() string {
+	return fmt.Sprintf("captured table %s (relation %d) was renamed to %s (first changed under that name in the transaction committing at LSN %s): "+
+		"its changes under the new name are not captured by the binding of %s; name it in its binding (resource: {namespace: %s, stream: %s}) "+
+		"with target: %s to keep its topic, add %s to source.advanced.skip_backfills (its rows are in the topic already), and restart: "+
+		"the capture resumes from its checkpoint, before that transaction, and captures the changes under both names",
+		e.From, e.OID, e.To, e.CommitLSN, e.From, e.To.Schema, e.To.Name, e.Topic, e.To)
 }
 
 // isFenced reports the errors a fenced transactional producer sees: not

@@ -30,6 +30,12 @@ func (c *codecs) refresh(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.T
 	}
 	ref := info.Ref()
 	fresh, err := c.catalog.Discover(ctx, []pgsrc.TableRef{ref})
+	if errors.Is(err, pgsrc.ErrTableNotFound) && info.OID != 0 {
+		// Renamed since: the relation lives on under another name.
+		if now, exists, nerr := c.catalog.RelationName(ctx, info.OID); nerr == nil && exists && now != ref {
+			return nil, nil, &TableRenamedError{From: ref, To: now, OID: info.OID, CommitLSN: c.shapeLSN, Topic: c.cfg.TopicFor(ref)}
+		}
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the catalog of %s after a change of its shape: %w", ref, err)
 	}
@@ -51,6 +57,7 @@ func (c *codecs) refresh(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.T
 	}
 	if c.bound[ref] == info {
 		c.bound[ref] = next
+		c.byOID[next.OID] = next
 	}
 	c.log.Debug("catalog read again", "table", ref.String(), "relation_version", rel.Version, "renamed", len(renamed))
 	return next, renamed, nil
