@@ -86,6 +86,8 @@ func Retryable(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
 		return false
+	case errors.Is(err, errTxnAborted), errors.Is(err, pgsrc.ErrLeaseLost):
+		return true
 	case errors.Is(err, ErrFenced), isFenced(err), errors.Is(err, ErrSlotLost), errors.Is(err, ErrSlotAhead),
 		errors.Is(err, offsets.ErrUnreadable), errors.Is(err, pgsrc.ErrSlotInvalidated), errors.Is(err, pgsrc.ErrSlotMismatch),
 		errors.As(err, &prereq), errors.As(err, &notFound), errors.As(err, &incompatible), errors.As(err, &clash):

@@ -23,6 +23,7 @@ type Metrics struct {
 	commitTime   prometheus.Gauge
 	sessions     prometheus.Counter
 	failures     prometheus.Counter
+	standby      prometheus.Gauge
 
 	backfillRows      *prometheus.CounterVec // table
 	backfillEstimated *prometheus.GaugeVec   // table
@@ -76,6 +77,7 @@ func newMetrics() *Metrics {
 	m.committedLSN = gauge("pgkafka_committed_lsn", "The LSN of the last checkpoint Kafka committed, as a number.")
 	m.commitTime = gauge("pgkafka_last_commit_timestamp_seconds", "When the last Kafka transaction committed (Unix time).")
 	m.sessions = counter("pgkafka_sessions_total", "Capture sessions started (the first, and each retry or restart).")
+	m.standby = gauge("pgkafka_standby", "1 while this instance waits as a standby for the active instance of its name to stop, else 0.")
 	m.failures = counter("pgkafka_session_failures_total", "Capture sessions that ended in an error.")
 	m.backfillRows = counterVec("pgkafka_backfill_rows_total", "Rows read by backfills, by table.", "table")
 	m.backfillEstimated = gaugeVec("pgkafka_backfill_estimated_rows",

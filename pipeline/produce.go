@@ -39,6 +39,9 @@ type producerStage struct {
 	maxRecords    int
 	log           *slog.Logger
 	metrics       *Metrics
+	// refused classifies an error refusing the producer's epoch: fenced,
+	// or aborted by the broker (Runner.refused).
+	refused func(context.Context, error) error
 
 	mu       sync.Mutex
 	firstErr error
@@ -89,7 +92,7 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 		return true, nil // nothing new to write or to checkpoint
 	}
 	if err := s.client.BeginTransaction(); err != nil {
-		return false, s.classify(fmt.Errorf("beginning a Kafka transaction: %w", err))
+		return false, s.refused(ctx, fmt.Errorf("beginning a Kafka transaction: %w", err))
 	}
 	defer func() {
 		if err != nil {
@@ -206,12 +209,12 @@ func (s *producerStage) commit(ctx context.Context, pending *offsets.Checkpoint,
 	err = s.firstErr
 	s.mu.Unlock()
 	if err != nil {
-		return s.classify(err)
+		return s.refused(ctx, err)
 	}
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTxnTimeout)
 	defer cancel()
 	if err := s.client.EndTransaction(ectx, kgo.TryCommit); err != nil {
-		return s.classify(fmt.Errorf("committing a Kafka transaction of %d records up to LSN %s: %w", records, pending.LSN, err))
+		return s.refused(ctx, fmt.Errorf("committing a Kafka transaction of %d records up to LSN %s: %w", records, pending.LSN, err))
 	}
 	// Invariant: the LSN is published only once Kafka has committed the
 	// transaction holding every record before it and the checkpoint saying
@@ -249,13 +252,6 @@ func (s *producerStage) promise(r *kgo.Record, err error) {
 	if s.firstErr == nil {
 		s.firstErr = &ProduceError{Topic: r.Topic, Bytes: len(r.Key) + len(r.Value), Err: err}
 	}
-}
-
-func (s *producerStage) classify(err error) error {
-	if isFenced(err) {
-		return fmt.Errorf("%w: another pgkafka with name %q (the transactional id) started; this one stops, having confirmed nothing past its last commit: %v", ErrFenced, s.name, err)
-	}
-	return err
 }
 
 // ProduceError is a record Kafka refused.

@@ -27,6 +27,9 @@ type Runner struct {
 	log     *slog.Logger
 	red     *secret.Redactor // cfg.Secrets
 	metrics *Metrics
+	// lease is this instance's right to run the capture (lease.go), held
+	// across sessions; nil before it is taken and after it is lost.
+	lease *pgsrc.Lease
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -98,8 +101,26 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 func (r *Runner) run(ctx context.Context) error {
+	defer r.closeLease()
 	wait := retryFirst
 	for attempt := 1; ; attempt++ {
+		if err := r.holdLease(ctx); err != nil {
+			if errors.Is(err, errStandbyStopped) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
+			}
+			if !r.started() || !Retryable(err) {
+				return err
+			}
+			r.log.Warn("taking the capture's lease failed; retrying", "err", err, "attempt", attempt, "in", wait.String())
+			if !r.sleep(ctx, wait) {
+				return nil
+			}
+			wait = min(2*wait, retryMax)
+			continue
+		}
 		start := time.Now()
 		r.metrics.sessions.Inc()
 		err := newSession(r).run(ctx)
@@ -121,26 +142,37 @@ func (r *Runner) run(ctx context.Context) error {
 			// again, and streams text.
 		case r.stopping(), !Retryable(err):
 			return err
-		case !r.started() && !errors.Is(err, pgsrc.ErrSlotActive):
+		case !r.started() && !errors.Is(err, pgsrc.ErrSlotActive) && !errors.Is(err, errTxnAborted) && !errors.Is(err, pgsrc.ErrLeaseLost):
 			// Before streaming ever started, only a slot still held by a
-			// predecessor (fenced, about to go) is worth waiting for.
+			// predecessor (about to go) is worth waiting for, or a
+			// transaction the broker aborted, or a lease to look at again.
 			return err
 		}
 		if time.Since(start) > retryHealthy {
 			attempt, wait = 1, retryFirst
 		}
 		r.log.Warn("capture failed; retrying from the last checkpoint", "err", err, "attempt", attempt, "in", wait.String())
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-r.stop:
-			t.Stop()
+		if !r.sleep(ctx, wait) {
+			if ctx.Err() != nil {
+				return err
+			}
 			return nil
 		}
 		wait = min(2*wait, retryMax)
+	}
+}
+
+// sleep waits d, and reports false if ctx ended or Stop was called first.
+func (r *Runner) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-r.stop:
+		return false
 	}
 }
 

@@ -179,7 +179,7 @@ func (s *session) openKafka(ctx context.Context) error {
 	s.onClose("Kafka client", func(context.Context) error { client.Close(); return nil })
 	if _, _, err := client.ProducerID(ctx); err != nil {
 		if isFenced(err) {
-			return fmt.Errorf("%w: another pgkafka with name %q took over while this one started: %v", ErrFenced, cfg.Name, err)
+			return s.r.refused(ctx, err)
 		}
 		return fmt.Errorf("kafka at %v: initializing the transactional producer %q: %w", cfg.Kafka.Brokers, cfg.Name, err)
 	}
@@ -371,7 +371,7 @@ func (s *session) wire() {
 		client: s.client, committed: &r.committed, lastCommitted: s.start,
 		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,
 		window: cfg.Kafka.TransactionWindow, maxRecords: cfg.Kafka.MaxTransactionRecords,
-		log: r.log.With("stage", "producer"), metrics: r.metrics,
+		log: r.log.With("stage", "producer"), metrics: r.metrics, refused: r.refused,
 	}
 }
 
@@ -422,6 +422,7 @@ func (s *session) runStages(ctx context.Context) error {
 		close(backfillDone)
 	}
 	g.Go(func() error { return stage("slot watch", s.slotWatch.run(softOf(gctx, soft))) })
+	g.Go(func() error { return stage("lease watch", watchLease(softOf(gctx, soft), r.lease)) })
 	if s.heartbeats != nil {
 		g.Go(func() error {
 			return stage("heartbeat", heartbeat(softOf(gctx, soft), s.heartbeats, s.cfg.Source.Advanced.Heartbeat()))

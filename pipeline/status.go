@@ -19,6 +19,8 @@ type Status struct {
 	// Checkpoint is the last committed checkpoint; nil before the first.
 	Checkpoint *offsets.Checkpoint
 	Slot       *pgsrc.SlotStatus
+	// Lease is the instance running the capture and the standbys waiting.
+	Lease pgsrc.LeaseState
 	// LagBytes is the WAL between the checkpoint and the server's current
 	// position; SlotLagBytes the WAL the slot holds for confirmation.
 	LagBytes, SlotLagBytes uint64
@@ -116,7 +118,11 @@ func readStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error)
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Checkpoint: cp, Slot: slot}
+	lease, err := catalog.Lease(ctx, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Checkpoint: cp, Slot: slot, Lease: lease}
 	var at pglogrepl.LSN
 	if cp != nil {
 		at = cp.LSN

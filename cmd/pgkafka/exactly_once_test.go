@@ -140,30 +140,6 @@ func TestBrokerRestartExactlyOnce(t *testing.T) {
 	t.Logf("%d writer transactions across a broker restart", n)
 }
 
-// TestFencing starts a second instance of the same name: the first stops
-// with exit 1 and a clear message, and the handover loses and repeats
-// nothing.
-func TestFencing(t *testing.T) {
-	s := newStack(t)
-	ctr := newCounters(t, s.db, 10)
-	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding), "", "    heartbeatInterval: 1s\n")
-	first := startCapture(t, path)
-	ctr.seed(t)
-	stop := make(chan struct{})
-	written := ctr.write(t, s.db.DSN(), stop)
-	time.Sleep(500 * time.Millisecond)
-	second := startCaptureNoWait(t, path)
-	if code := first.exit(t, 30*time.Second); code != 1 {
-		t.Fatalf("the fenced instance exited %d, want 1:\n%s", code, first.logs)
-	}
-	if logs := first.logs.String(); !strings.Contains(logs, "fenced") || !strings.Contains(logs, `another pgkafka with name \"it\"`) {
-		t.Errorf("the fenced instance does not say it was fenced:\n%s", logs)
-	}
-	second.waitLog(t, `"msg":"capturing"`, time.Minute)
-	time.Sleep(500 * time.Millisecond)
-	finishWrites(t, s, second, ctr, stop, written)
-}
-
 // TestLargeTransactionSplitAndKilled: a transaction of 300k rows with
 // kafka.maxTransactionRecords 50k is split across Kafka transactions; a
 // kill in the middle of it resumes inside it, exactly once.
@@ -405,6 +381,7 @@ func TestStatus(t *testing.T) {
 		"checkpoint  LSN " + cp.LSN.String(),
 		"slot        flow_slot: confirmed_flush_lsn " + slotConfirmed(t, s.db),
 		"inactive", "lag ", "public.counters", "streaming", "topic it.public.counters",
+		`instance    none running (no session holds the lease of "it"); 0 standby`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)

@@ -117,6 +117,11 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 			fmt.Fprintf(&b, "            inside transaction %d (commit LSN %s): %d changes in Kafka\n", p.Xid, p.CommitLSN, p.Changes)
 		}
 	}
+	if l := st.Lease; l.Active == nil {
+		fmt.Fprintf(&b, "instance    none running (no session holds the lease of %q); %d standby\n", cfg.Name, l.Standbys)
+	} else {
+		fmt.Fprintf(&b, "instance    active: %s; %d standby\n", l.Active, l.Standbys)
+	}
 	if s := st.Slot; !s.Exists {
 		fmt.Fprintf(&b, "slot        %s does not exist\n", s.Name)
 	} else {
