@@ -21,8 +21,19 @@ type Config struct {
 	Database string `koanf:"database"`
 	// User is the role to authenticate as.
 	User string `koanf:"user"`
-	// Password is the role's password. Required.
+	// Password is the role's password. Required with auth: password.
 	Password secret.String `koanf:"password"`
+	// Auth is how connections authenticate: password (the default, with
+	// Password), aws_iam (an RDS IAM token built for each new connection,
+	// for AWSRegion) or command (what AuthCommand prints, run for each new
+	// connection).
+	Auth string `koanf:"auth"`
+	// AuthCommand is the program and its arguments (no shell) that auth:
+	// command runs for each new connection; what it prints on stdout,
+	// trimmed, is the password.
+	AuthCommand []string `koanf:"authCommand"`
+	// AWSRegion is the AWS region of the database, for auth: aws_iam.
+	AWSRegion string `koanf:"awsRegion"`
 	// Advanced holds the options most users never change.
 	Advanced Advanced `koanf:"advanced"`
 }
@@ -97,6 +108,9 @@ func (c *Config) SetDefaults() {
 		c.User = "flow_capture"
 	}
 	a := &c.Advanced
+	if c.Auth == "" {
+		c.Auth = AuthPassword
+	}
 	if a.BackfillChunkSize == 0 {
 		a.BackfillChunkSize = 4096
 	}
@@ -144,8 +158,29 @@ func (c *Config) Validate() error {
 	if c.User == "" {
 		bad("user", "must not be empty")
 	}
-	if c.Password == "" {
-		bad("password", "required (set it in the file or in PGKAFKA_SOURCE__PASSWORD)")
+	switch c.Auth {
+	case AuthPassword, "": // "": SetDefaults not called
+		if c.Password == "" {
+			bad("password", "required (set it in the file or in PGKAFKA_SOURCE__PASSWORD)")
+		}
+	case AuthAWSIAM, AuthCommand:
+		if c.Password != "" {
+			bad("password", "set, but source.auth %s makes the password of each connection: remove one of them", c.Auth)
+		}
+	default:
+		bad("auth", "%q is not one of %s, %s, %s", c.Auth, AuthPassword, AuthAWSIAM, AuthCommand)
+	}
+	switch {
+	case c.Auth == AuthCommand && (len(c.AuthCommand) == 0 || c.AuthCommand[0] == ""):
+		bad("authCommand", "required with source.auth command: the program and its arguments that print the password, e.g. [gcloud, sql, generate-login-token]")
+	case c.Auth != AuthCommand && len(c.AuthCommand) > 0:
+		bad("authCommand", "set, but source.auth is %q: set source.auth to command, or remove it", c.Auth)
+	}
+	switch {
+	case c.Auth == AuthAWSIAM && c.AWSRegion == "":
+		bad("awsRegion", "required with source.auth aws_iam: the AWS region of the database, e.g. us-east-1")
+	case c.Auth != AuthAWSIAM && c.AWSRegion != "":
+		bad("awsRegion", "set, but source.auth is %q: set source.auth to aws_iam, or remove it", c.Auth)
 	}
 	a := c.Advanced
 	if a.BackfillChunkSize < 1 {

@@ -47,6 +47,14 @@ func TestConfigValidate(t *testing.T) {
 		{"unqualified watermarks", func(c *pgsrc.Config) { c.Advanced.WatermarksTable = "flow_watermarks" }, []string{"source.advanced.watermarksTable:"}},
 		{"bad skip_backfills", func(c *pgsrc.Config) { c.Advanced.SkipBackfills = "public.a, b" }, []string{"source.advanced.skip_backfills:", `"b"`}},
 		{"bad sslmode", func(c *pgsrc.Config) { c.Advanced.SSLMode = "on" }, []string{"source.advanced.sslmode:"}},
+		{"auth command", func(c *pgsrc.Config) { c.Auth, c.Password, c.AuthCommand = pgsrc.AuthCommand, "", []string{"vault", "read"} }, nil},
+		{"auth aws_iam", func(c *pgsrc.Config) { c.Auth, c.Password, c.AWSRegion = pgsrc.AuthAWSIAM, "", "eu-west-1" }, nil},
+		{"unknown auth", func(c *pgsrc.Config) { c.Auth = "kerberos" }, []string{`source.auth: "kerberos" is not one of password, aws_iam, command`}},
+		{"auth command without its command", func(c *pgsrc.Config) { c.Auth, c.Password = pgsrc.AuthCommand, "" }, []string{"source.authCommand: required with source.auth command"}},
+		{"auth command with a password", func(c *pgsrc.Config) { c.Auth, c.AuthCommand = pgsrc.AuthCommand, []string{"cat"} }, []string{"source.password: set, but source.auth command makes"}},
+		{"auth aws_iam without a region", func(c *pgsrc.Config) { c.Auth, c.Password = pgsrc.AuthAWSIAM, "" }, []string{"source.awsRegion: required with source.auth aws_iam"}},
+		{"a command without auth command", func(c *pgsrc.Config) { c.AuthCommand = []string{"cat"} }, []string{`source.authCommand: set, but source.auth is "password"`}},
+		{"a region without auth aws_iam", func(c *pgsrc.Config) { c.AWSRegion = "us-east-1" }, []string{`source.awsRegion: set, but source.auth is "password"`}},
 		{"every problem at once", func(c *pgsrc.Config) {
 			c.Address, c.Advanced.SlotName, c.Advanced.SSLMode = "", "X", "on"
 		}, []string{"source.address:", "source.advanced.slotName:", "source.advanced.sslmode:"}},

@@ -14,11 +14,13 @@ import (
 // ConnectTimeout bounds how long one connection attempt may take.
 const ConnectTimeout = 15 * time.Second
 
-// ConnConfig builds the pgx configuration of the source. replication asks
-// for a logical replication connection (replication=database). The password
-// is set on the parsed configuration, never written into a string, so no
-// parse error can echo it.
-func (c *Config) ConnConfig(replication bool) (*pgx.ConnConfig, error) {
+// ConnConfig builds the pgx configuration of a new connection to the
+// source. replication asks for a logical replication connection
+// (replication=database). The password (source.password, or the one
+// source.auth makes for this connection) is set on the parsed
+// configuration, never written into a string, so no parse error can echo
+// it.
+func (c *Config) ConnConfig(ctx context.Context, replication bool) (*pgx.ConnConfig, error) {
 	host, port := c.Address, "5432"
 	if h, p, err := net.SplitHostPort(c.Address); err == nil {
 		host, port = h, p
@@ -42,7 +44,9 @@ func (c *Config) ConnConfig(replication bool) (*pgx.ConnConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source.address %q: %w", c.Address, err)
 	}
-	cfg.Password = string(c.Password)
+	if cfg.Password, err = c.credential(ctx); err != nil {
+		return nil, err
+	}
 	// Values reach us in their text form: pin the formats they are parsed in.
 	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
 	cfg.RuntimeParams["TimeZone"] = "UTC"
@@ -61,7 +65,7 @@ func (c *Config) ConnConfig(replication bool) (*pgx.ConnConfig, error) {
 // Connect opens a regular connection to the source database. Errors name the
 // address, database and user, never the password.
 func Connect(ctx context.Context, c *Config) (*pgx.Conn, error) {
-	cfg, err := c.ConnConfig(false)
+	cfg, err := c.ConnConfig(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +78,7 @@ func Connect(ctx context.Context, c *Config) (*pgx.Conn, error) {
 
 // ConnectReplication opens a logical replication connection.
 func ConnectReplication(ctx context.Context, c *Config) (*pgconn.PgConn, error) {
-	cfg, err := c.ConnConfig(true)
+	cfg, err := c.ConnConfig(ctx, true)
 	if err != nil {
 		return nil, err
 	}

@@ -118,7 +118,7 @@ func (c *Config) connectError(err error) error {
 	case errors.As(err, &pgErr):
 		switch pgErr.Code {
 		case codeInvalidPassword:
-			msg = fmt.Sprintf("password authentication failed for user %q at %s: check source.password (and source.user)", c.User, at)
+			msg = fmt.Sprintf("password authentication failed for user %q at %s: %s", c.User, at, c.passwordAdvice())
 		case codeInvalidAuthorization:
 			msg = fmt.Sprintf("PostgreSQL at %s refused user %q on database %q: %s: add a pg_hba.conf line for this host, user and database, or run ALTER ROLE %s WITH LOGIN;",
 				at, c.User, c.Database, pgErr.Message, quoteIdent(c.User))
@@ -204,4 +204,16 @@ func isCode(err error, codes ...string) bool {
 		}
 	}
 	return false
+}
+
+// passwordAdvice says what to check when the server refused the password.
+func (c *Config) passwordAdvice() string {
+	switch c.Auth {
+	case AuthCommand:
+		return "check what source.authCommand prints (the password or token of this user, on stdout) and source.user"
+	case AuthAWSIAM:
+		return "check that the role has rds_iam (GRANT rds_iam TO " + quoteIdent(c.User) + "), that the AWS identity may rds-db:connect as it, source.awsRegion and source.user"
+	default:
+		return "check source.password (and source.user)"
+	}
 }

@@ -109,7 +109,7 @@ func WaitLease(ctx context.Context, cfg *Config, name string) (*Lease, error) {
 }
 
 func openLease(ctx context.Context, cfg *Config, name string) (*Lease, error) {
-	cc, err := cfg.ConnConfig(false)
+	cc, err := cfg.ConnConfig(ctx, false)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ type Watermarks struct {
 // not the synchronous standbys'.
 func OpenWatermarks(ctx context.Context, cfg *Config) (*Watermarks, error) {
 	ref := cfg.Watermarks()
-	cc, err := cfg.ConnConfig(false)
+	cc, err := cfg.ConnConfig(ctx, false)
 	if err != nil {
 		return nil, err
 	}

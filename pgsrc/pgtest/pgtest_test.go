@@ -80,10 +80,10 @@ func TestWithSettingOverrides(t *testing.T) {
 }
 
 func mustConnConfig(t *testing.T, cfg interface {
-	ConnConfig(bool) (*pgx.ConnConfig, error)
+	ConnConfig(context.Context, bool) (*pgx.ConnConfig, error)
 }) *pgx.ConnConfig {
 	t.Helper()
-	cc, err := cfg.ConnConfig(false)
+	cc, err := cfg.ConnConfig(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
