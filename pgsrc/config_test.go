@@ -47,7 +47,9 @@ func TestConfigValidate(t *testing.T) {
 		{"unqualified watermarks", func(c *pgsrc.Config) { c.Advanced.WatermarksTable = "flow_watermarks" }, []string{"source.advanced.watermarksTable:"}},
 		{"bad skip_backfills", func(c *pgsrc.Config) { c.Advanced.SkipBackfills = "public.a, b" }, []string{"source.advanced.skip_backfills:", `"b"`}},
 		{"bad sslmode", func(c *pgsrc.Config) { c.Advanced.SSLMode = "on" }, []string{"source.advanced.sslmode:"}},
-		{"auth command", func(c *pgsrc.Config) { c.Auth, c.Password, c.AuthCommand = pgsrc.AuthCommand, "", []string{"vault", "read"} }, nil},
+		{"auth command", func(c *pgsrc.Config) {
+			c.Auth, c.Password, c.AuthCommand = pgsrc.AuthCommand, "", []string{"vault", "read"}
+		}, nil},
 		{"auth aws_iam", func(c *pgsrc.Config) { c.Auth, c.Password, c.AWSRegion = pgsrc.AuthAWSIAM, "", "eu-west-1" }, nil},
 		{"unknown auth", func(c *pgsrc.Config) { c.Auth = "kerberos" }, []string{`source.auth: "kerberos" is not one of password, aws_iam, command`}},
 		{"auth command without its command", func(c *pgsrc.Config) { c.Auth, c.Password = pgsrc.AuthCommand, "" }, []string{"source.authCommand: required with source.auth command"}},
