@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,7 +53,9 @@ const (
 	deployRawTopic    = "deploy-raw"
 	deployPublication = "flow_publication" // the default source.advanced.publicationName
 	deployRecvSlot    = "deploy_recvlogical"
-	deployServerSlot  = "deploy_server"
+	// deployKafkaTx is pgkafka's count of the Kafka transactions it committed.
+	deployKafkaTx    = "pgkafka_kafka_transactions_total"
+	deployServerSlot = "deploy_server"
 )
 
 // deployTable is the table: rows of about 200 bytes (pg_column_size
@@ -156,7 +157,8 @@ func BenchmarkDeployment(b *testing.B) {
 
 	cons := newDeployConsumer(b, stack.Brokers, deployTopic)
 	var slab recordSlab
-	cpu0 := deployCPU(stack.pid)
+	cpu := cpuProbe{stackPID: stack.pid, postmasterPID: deployPostmaster(ctx, b, conn)}
+	cpu0 := cpu.read(0)
 	b.StartTimer()
 	child := startRSSChild(b, cfg)
 	firstAt, last, err := cons.readUntil(backfillRows, deployPhaseTimeout, child, func(r *kgo.Record, _ time.Time) { slab.add(r) })
@@ -165,14 +167,14 @@ func BenchmarkDeployment(b *testing.B) {
 		b.Fatalf("backfill: %v", err)
 	}
 	rep.backfill, rep.backfillFirst = last.Sub(child.started), firstAt.Sub(child.started)
-	rep.backfillCPU = deployCPU(child.cmd.Process.Pid, stack.pid).sub(cpu0)
+	rep.backfillCPU = cpu.read(child.cmd.Process.Pid).sub(cpu0)
 	rep.backfillPeakMB = child.stop(b)
 	if err := cons.noMore(time.Second); err != nil {
 		b.Fatalf("backfill: %v", err)
 	}
-	cpu0 = deployCPU(stack.pid)
+	cpu0 = cpu.read(0)
 	rep.raw = deployRawProduce(ctx, b, stack.Brokers, slab.recs)
-	rep.rawCPU = deployCPU(stack.pid).sub(cpu0)
+	rep.rawCPU = cpu.read(0).sub(cpu0)
 	rep.rawRecords = len(slab.recs)
 	rep.recordBytes = float64(slab.bytes) / float64(len(slab.recs))
 	slab = recordSlab{} // for the collector
@@ -203,7 +205,7 @@ func BenchmarkDeployment(b *testing.B) {
 	rep.server = time.Since(start)
 	b.Logf("the server decoded %d pgoutput messages in %s", messages, rep.server.Round(time.Millisecond))
 
-	cpu0 = deployCPU(stack.pid)
+	cpu0 = cpu.read(0)
 	b.StartTimer()
 	child = startRSSChild(b, cfg)
 	firstAt, last, err = cons.readUntil(backfillRows+rows, deployPhaseTimeout, child, nil)
@@ -212,12 +214,17 @@ func BenchmarkDeployment(b *testing.B) {
 		b.Fatalf("catch-up: %v", err)
 	}
 	rep.catchUp, rep.catchUpFirst = last.Sub(child.started), firstAt.Sub(child.started)
-	rep.catchUpCPU = deployCPU(child.cmd.Process.Pid, stack.pid).sub(cpu0)
+	rep.catchUpCPU = cpu.read(child.cmd.Process.Pid).sub(cpu0)
+	rep.catchUpPeakMB = child.hwmMB()
+	kafkaTx := child.scrape(b)[deployKafkaTx]
+	rep.catchUpKafkaTx = int(kafkaTx)
 
 	// (c) latency, into the same process.
 	next := backfillRows + rows + 1
 	for _, rate := range rates {
 		lr := deployLatency(ctx, b, db, cons, child, next, rate*seconds, rate)
+		n := child.scrape(b)[deployKafkaTx]
+		lr.kafkaTx, kafkaTx = int(n-kafkaTx), n
 		rep.latency = append(rep.latency, lr)
 		next += rate * seconds
 	}
@@ -322,6 +329,25 @@ func deployExec(ctx context.Context, b *testing.B, conn *pgx.Conn, sql string, a
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		b.Fatalf("%s: %v", strings.TrimSpace(sql), err)
 	}
+}
+
+// deployPostmaster is the PID of the postmaster of conn's server (the
+// parent of conn's backend).
+func deployPostmaster(ctx context.Context, b *testing.B, conn *pgx.Conn) int {
+	b.Helper()
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		b.Fatal(err)
+	}
+	f := procStat(backend)
+	if len(f) < 2 {
+		b.Fatalf("no /proc/%d/stat for the backend", backend)
+	}
+	pid, err := strconv.Atoi(f[1])
+	if err != nil {
+		b.Fatalf("/proc/%d/stat: ppid %q", backend, f[1])
+	}
+	return pid
 }
 
 // deployLSN is the server's WAL insert position.
@@ -578,6 +604,7 @@ type deployLatencyResult struct {
 	rows     int
 	p50, p99 time.Duration
 	max      time.Duration
+	kafkaTx  int // committed by pgkafka meanwhile
 }
 
 // deployLatency writes n single-row transactions from id first on, at rate
@@ -642,144 +669,4 @@ func deployLatency(ctx context.Context, b *testing.B, db *pgtest.DB, cons *deplo
 	pct := func(p float64) time.Duration { return lat[min(n-1, int(p*float64(n)))] }
 	return deployLatencyResult{rate: rate, achieved: float64(n) / took.Seconds(), rows: n,
 		p50: pct(0.5), p99: pct(0.99), max: lat[n-1]}
-}
-
-// deployCPUTimes is CPU time (user and system) of pgkafka, of the
-// benchstack process (broker and registry) and of this process (the
-// consumers and the raw producer).
-type deployCPUTimes struct{ pgkafka, stack, bench time.Duration }
-
-// deployCPU reads the CPU times of stackPID, this process and, when
-// given, pgkafka's pid (before stackPID).
-func deployCPU(pids ...int) deployCPUTimes {
-	var t deployCPUTimes
-	if len(pids) == 2 {
-		t.pgkafka = procCPU(pids[0])
-	}
-	t.stack = procCPU(pids[len(pids)-1])
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		t.bench = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	return t
-}
-
-func (t deployCPUTimes) sub(u deployCPUTimes) deployCPUTimes {
-	return deployCPUTimes{pgkafka: t.pgkafka - u.pgkafka, stack: t.stack - u.stack, bench: t.bench - u.bench}
-}
-
-func (t deployCPUTimes) String() string {
-	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
-	s := fmt.Sprintf("broker+registry %s, bench process %s", r(t.stack), r(t.bench))
-	if t.pgkafka > 0 {
-		s = fmt.Sprintf("pgkafka %s, ", r(t.pgkafka)) + s
-	}
-	return s
-}
-
-// procCPU is the user and system CPU time of process pid, from
-// /proc/PID/stat (in clock ticks of 10 ms), or 0.
-func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-// loadAvg is /proc/loadavg's first three fields.
-func loadAvg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// deployReport is BenchmarkDeployment's figures.
-type deployReport struct {
-	sc                 string
-	loadStart, loadEnd string
-	backfillRows, rows int
-	rowBytes           float64
-
-	backfill, raw       time.Duration
-	backfillFirst       time.Duration // from pgkafka's start to the first record read
-	backfillCPU, rawCPU deployCPUTimes
-	rawRecords          int
-	recordBytes         float64 // key and value, on average
-
-	catchUp, recv, server time.Duration
-	catchUpFirst          time.Duration // from pgkafka's start to the first record read
-	catchUpCPU            deployCPUTimes
-	recvCPU               time.Duration
-
-	latency []deployLatencyResult
-
-	backfillPeakMB, streamPeakMB float64
-}
-
-// print reports the metrics and prints the table.
-func (r *deployReport) print(b *testing.B) {
-	rate := func(rows int, d time.Duration) float64 { return float64(rows) / d.Seconds() }
-	backfill, raw := rate(r.backfillRows, r.backfill), rate(r.rawRecords, r.raw)
-	catchUp, recv, server := rate(r.rows, r.catchUp), rate(r.rows, r.recv), rate(r.rows, r.server)
-	peak := max(r.backfillPeakMB, r.streamPeakMB)
-	b.ReportMetric(backfill, "backfill-rows/s")
-	b.ReportMetric(raw, "raw-producer-rows/s")
-	b.ReportMetric(backfill/raw, "backfill/raw")
-	b.ReportMetric(catchUp, "catchup-rows/s")
-	b.ReportMetric(recv, "recvlogical-rows/s")
-	b.ReportMetric(server, "server-decoding-rows/s")
-	b.ReportMetric(catchUp/recv, "catchup/recvlogical")
-	b.ReportMetric(catchUp/server, "catchup/server-decoding")
-	for _, l := range r.latency {
-		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-		b.ReportMetric(l.achieved, fmt.Sprintf("achieved-tx/s@%d/s", l.rate))
-		b.ReportMetric(ms(l.p50), fmt.Sprintf("p50-ms@%d/s", l.rate))
-		b.ReportMetric(ms(l.p99), fmt.Sprintf("p99-ms@%d/s", l.rate))
-		b.ReportMetric(ms(l.max), fmt.Sprintf("max-ms@%d/s", l.rate))
-	}
-	b.ReportMetric(peak, "peak-RSS-MB")
-
-	w := os.Stdout
-	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) }
-	fmt.Fprintf(w, "deployment: server synchronous_commit = %s; load average %s at the start, %s at the end\n", r.sc, r.loadStart, r.loadEnd)
-	fmt.Fprintf(w, "  %-9s %-44s %-10s %s\n", "phase", "figure", "goal", "detail")
-	row := func(phase, figure, goal, detail string) {
-		fmt.Fprintf(w, "  %-9s %-44s %-10s %s\n", phase, figure, goal, detail)
-	}
-	row("backfill", fmt.Sprintf("%.2fx raw producer", backfill/raw), ">= 0.6x",
-		fmt.Sprintf("pgkafka %.0f rows/s (%d rows of %.0f bytes in %s, the first read after %s; CPU %s), raw producer %.0f records/s (%d records of %.0f bytes in %s; CPU %s)",
-			backfill, r.backfillRows, r.rowBytes, r.backfill.Round(time.Millisecond), r.backfillFirst.Round(time.Millisecond), r.backfillCPU,
-			raw, r.rawRecords, r.recordBytes, r.raw.Round(time.Millisecond), r.rawCPU))
-	row("catch-up", fmt.Sprintf("%.2fx pg_recvlogical", catchUp/recv), ">= 0.9x",
-		fmt.Sprintf("pgkafka %.0f rows/s (%d rows in %s, the first read after %s; CPU %s), pg_recvlogical %.0f rows/s (%s; its CPU %s)",
-			catchUp, r.rows, r.catchUp.Round(time.Millisecond), r.catchUpFirst.Round(time.Millisecond), r.catchUpCPU, recv, r.recv.Round(time.Millisecond), r.recvCPU.Round(10*time.Millisecond)))
-	row("", fmt.Sprintf("%.2fx server decoding", catchUp/server), ">= 0.5x",
-		fmt.Sprintf("server decoding %.0f rows/s (%s)", server, r.server.Round(time.Millisecond)))
-	for _, l := range r.latency {
-		goal := ""
-		switch l.rate {
-		case 1000:
-			goal = "p50 <= 15"
-		case 5000:
-			goal = "p99 <= 50"
-		}
-		row("latency", fmt.Sprintf("p50 %s  p99 %s  max %s ms", ms(l.p50), ms(l.p99), ms(l.max)), goal,
-			fmt.Sprintf("%d tx/s asked, %.0f achieved, %d rows", l.rate, l.achieved, l.rows))
-	}
-	row("peak RSS", fmt.Sprintf("%.0f MB", peak), "<= 128", fmt.Sprintf("backfill process %.0f MB, catch-up and latency process %.0f MB",
-		r.backfillPeakMB, r.streamPeakMB))
 }
