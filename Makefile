@@ -4,6 +4,7 @@ GO        ?= go
 BENCH_ROWS ?= 200000
 BENCH_BACKFILL_ROWS ?= 1000000
 BENCH_RSS_ROWS ?= 1000000
+BENCH_DEPLOY_ROWS ?= 300000
 
 .PHONY: all build deps test unit lint bench demo clean
 
@@ -29,11 +30,16 @@ lint:
 # then backfill throughput against COPY and a raw franz-go producer, then
 # commit-to-visible latency at 1,000 and 5,000 transactions a second, with
 # the server's synchronous_commit on, then off; then the peak RSS of the
-# pgkafka binary itself (DESIGN §9: 128 MB).
+# pgkafka binary itself (DESIGN §9: 128 MB). BenchmarkDeployment measures
+# the same targets in a deployment's shape (pgkafka, the broker and
+# registry, and PostgreSQL in processes of their own; each phase ends when a
+# read_committed consumer has read its last record), with BENCH_DEPLOY_ROWS
+# rows for the catch-up.
 bench: deps
 	set -e; for sc in on off; do \
 		echo "== server synchronous_commit = $$sc"; \
 		BENCH_SYNCHRONOUS_COMMIT=$$sc BENCH_ROWS=$(BENCH_ROWS) BENCH_BACKFILL_ROWS=$(BENCH_BACKFILL_ROWS) $(GO) test -run '^$$' -bench 'BenchmarkStreaming|BenchmarkBackfill|BenchmarkLatency' -benchtime 1x -count 1 -timeout 60m ./pipeline/; \
+		BENCH_SYNCHRONOUS_COMMIT=$$sc BENCH_ROWS=$(BENCH_DEPLOY_ROWS) BENCH_BACKFILL_ROWS=$(BENCH_BACKFILL_ROWS) $(GO) test -run '^$$' -bench BenchmarkDeployment -benchtime 1x -count 1 -timeout 60m ./cmd/pgkafka/; \
 	done
 	BENCH_RSS_ROWS=$(BENCH_RSS_ROWS) $(GO) test -run '^$$' -bench BenchmarkRSS -benchtime 1x -count 1 -timeout 60m ./cmd/pgkafka/
 

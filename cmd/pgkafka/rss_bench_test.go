@@ -199,6 +199,15 @@ func newRSSStack(b *testing.B) *rssStack {
 // with every other key at its default, and metrics on a free port.
 func (s *rssStack) config(b *testing.B, name, namespace, stream string) string {
 	b.Helper()
+	return benchConfig(b, s.db, s.broker.ListenAddrs(), s.reg.URL(), name, namespace, stream)
+}
+
+// benchConfig writes a configuration file capturing one table of db under
+// name, as its cluster's superuser, into brokers with the registry at
+// registryURL, with every other key at its default, and metrics on a free
+// port.
+func benchConfig(b *testing.B, db *pgtest.DB, brokers []string, registryURL, name, namespace, stream string) string {
+	b.Helper()
 	p := filepath.Join(b.TempDir(), "pgkafka.yaml")
 	yaml := fmt.Sprintf(`name: %s
 source:
@@ -215,9 +224,9 @@ schemaRegistry:
   url: %s
 metrics:
   address: 127.0.0.1:0
-`, name, cluster.Address(), s.db.Name, pgtest.Superuser, cluster.SuperuserPassword(),
+`, name, db.Cluster().Address(), db.Name, pgtest.Superuser, db.Cluster().SuperuserPassword(),
 		strings.ReplaceAll(name, "-", "_")+"_slot", namespace, stream,
-		strings.Join(s.broker.ListenAddrs(), ", "), s.reg.URL())
+		strings.Join(brokers, ", "), registryURL)
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}
