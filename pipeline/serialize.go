@@ -75,6 +75,7 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 		}
 		if cb.idleLSN != 0 && !tx.open {
 			b.rb.commitLSN = max(b.rb.commitLSN, cb.idleLSN)
+			s.codecs.passDrops(cb.idleLSN, b.rb)
 		}
 		if !tx.open && b.pending() {
 			if err := s.ship(ctx, b); err != nil {
@@ -133,6 +134,7 @@ func (s *serializerStage) commit(ctx context.Context, ch *pgsrc.Change, tx *txSt
 	if !tx.inKafka {
 		b.rb.commitLSN, b.rb.commitTime = ch.EndLSN, ch.CommitTime
 	}
+	s.codecs.passDrops(ch.EndLSN, b.rb)
 	if s.dblog.restartDue() {
 		b.rb.restart = true
 		return true, s.ship(ctx, b)

@@ -109,6 +109,8 @@ type toastTable struct {
 	// value) and when the cache is disabled.
 	cache bool
 	info  *pgsrc.Table
+	// gone: the table was dropped, no row of it is left to read.
+	gone bool
 }
 
 func newToastReconciler(cfg *Config, m *Metrics, log *slog.Logger) *toastReconciler {
@@ -231,6 +233,11 @@ func (r *toastReconciler) reconcile(ctx context.Context, tc *tableCodec, ch *pgs
 		}
 	}
 	if missing == 0 {
+		return nil
+	}
+	if tc.toast.gone {
+		r.unavailable.Add(float64(missing))
+		r.lastResort(tc, ch)
 		return nil
 	}
 	// The database: the row as it is now.

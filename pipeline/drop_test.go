@@ -1,0 +1,166 @@
+package pipeline_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// opsOf renders a topic's records as op+key, tombstones as "~key".
+func opsOf(rs []rec) string {
+	var out []string
+	for _, r := range rs {
+		if r.Tombstone {
+			out = append(out, fmt.Sprintf("~%v", r.Key["id"]))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s%v", r.Op, r.Key["id"]))
+	}
+	return strings.Join(out, " ")
+}
+
+// settled is a done function: at least n records, and reading went on for
+// d, so that a record written twice would show.
+func settled(n int, d time.Duration) func([]rec) bool {
+	t0 := time.Now()
+	return func(rs []rec) bool { return len(rs) >= n && time.Since(t0) >= d }
+}
+
+// whileRunning is atLeast(n) that fails the test at once when the capture ends.
+func whileRunning(t *testing.T, rn *running, n int) func([]rec) bool {
+	return func(rs []rec) bool {
+		select {
+		case err := <-rn.done:
+			rn.done <- err
+			t.Fatalf("the capture ended: %v", err)
+		default:
+		}
+		return len(rs) >= n
+	}
+}
+
+// wantLog fails the test unless the log has a line with every part.
+func wantLog(t *testing.T, logs *lockedBuffer, parts ...string) {
+	t.Helper()
+	for _, line := range strings.Split(logs.String(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return
+		}
+	}
+	t.Errorf("no log line with %q in:\n%s", parts, logs.String())
+}
+
+// TestDroppedTableWhileRunning: a captured table dropped while the capture
+// runs, with the stream behind the catalog (Kafka stalls while the table
+// changes shape, changes again and is dropped, so the Relation message of
+// its new shape makes pgkafka read a catalog that has lost it): every
+// change committed before the drop reaches its topic exactly once, the
+// binding ends with a log line, and the capture goes on with the other
+// tables (it stopped, saying the table did not exist, before). A restart
+// with the binding still configured starts, warning that it names a
+// dropped table whose changes are all in its topic.
+func TestDroppedTableWhileRunning(t *testing.T) {
+	e := newEnv(t, "public.dd", "public.other", "public.later")
+	e.logs = &lockedBuffer{}
+	e.db.Exec(t, `CREATE TABLE dd (id int PRIMARY KEY, v text NOT NULL); CREATE TABLE other (id int PRIMARY KEY, pad text);
+		CREATE TABLE later (id int PRIMARY KEY); INSERT INTO dd VALUES (1, 'a'), (2, 'b')`)
+	e.cfg.Kafka.MaxTransactionRecords = 1000
+	rn := e.start(t)
+	e.consume(t, []string{"test.public.dd"}, 30*time.Second, atLeast(2))
+
+	// Kafka takes no record until release: the pipeline fills with the
+	// large transaction, and what follows it waits in the stream.
+	release := make(chan struct{})
+	released := false
+	open := func() {
+		if !released {
+			released = true
+			close(release)
+		}
+	}
+	t.Cleanup(open)
+	e.broker.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		e.broker.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	e.db.Exec(t, `INSERT INTO other SELECT i, repeat('x', 200) FROM generate_series(1, 300000) i`)
+	e.db.Exec(t, `INSERT INTO dd VALUES (3, 'c')`)
+	e.db.Exec(t, `ALTER TABLE dd ADD COLUMN w int`)
+	e.db.Exec(t, `INSERT INTO dd VALUES (4, 'd', 40); UPDATE dd SET v = 'a2' WHERE id = 1`)
+	e.db.Exec(t, `DROP TABLE dd`)
+	open()
+
+	e.db.Exec(t, `INSERT INTO later VALUES (1)`)
+	e.consume(t, []string{"test.public.later"}, 90*time.Second, whileRunning(t, rn, 1))
+	rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(5, 2*time.Second))
+	if got := opsOf(rs); got != "r1 r2 c3 c4 u1" {
+		t.Fatalf("dd's topic holds %s, want r1 r2 c3 c4 u1 (every change before the drop, once):\n%s", got, dump(rs))
+	}
+	if fmt.Sprint(rs[3].After["w"]) != "40" || rs[4].After["v"] != "a2" {
+		t.Errorf("changes after the column was added: %v, %v", rs[3].After, rs[4].After)
+	}
+	wantLog(t, e.logs, "captured table was dropped", "table=public.dd", "relation=", "topic=test.public.dd", "lsn=")
+	wantLog(t, e.logs, "its binding ends", "table=public.dd", "topic=test.public.dd", "lsn=")
+	rn.stop(t)
+
+	// The binding still there: the restart starts, and says to remove it.
+	rn2 := e.start(t)
+	wantLog(t, e.logs, "level=WARN", "the binding names a dropped table whose changes are all in its topic", "table=public.dd", "topic=test.public.dd")
+	e.db.Exec(t, `INSERT INTO later VALUES (2)`)
+	e.consume(t, []string{"test.public.later"}, 30*time.Second, atLeast(2))
+	if rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(5, 2*time.Second)); opsOf(rs) != "r1 r2 c3 c4 u1" {
+		t.Errorf("after the restart dd's topic holds %s, want r1 r2 c3 c4 u1", opsOf(rs))
+	}
+	rn2.stop(t)
+}
+
+// TestDroppedTableWhileStopped: a captured table changed, then dropped,
+// while pgkafka is stopped, its binding still configured: the restart
+// captures the changes between the checkpoint and the drop (the slot
+// still holds them) into its topic, exactly once, ends the binding with a
+// log line, and streams the other tables (it stopped, saying the table did
+// not exist, before, and the changes were lost once its binding was
+// removed). The next restart starts and warns to remove the binding.
+func TestDroppedTableWhileStopped(t *testing.T) {
+	e := newEnv(t, "public.dd", "public.later")
+	e.logs = &lockedBuffer{}
+	e.db.Exec(t, `CREATE TABLE dd (id int PRIMARY KEY, v text); CREATE TABLE later (id int PRIMARY KEY); INSERT INTO dd VALUES (1, 'a'), (2, 'b')`)
+	rn := e.start(t)
+	e.db.Exec(t, `INSERT INTO dd VALUES (3, 'c')`)
+	e.consume(t, []string{"test.public.dd"}, 30*time.Second, atLeast(3))
+	rn.stop(t)
+
+	e.db.Exec(t, `INSERT INTO dd VALUES (4, 'd'), (5, 'e')`)
+	e.db.Exec(t, `UPDATE dd SET v = 'a2' WHERE id = 1; DELETE FROM dd WHERE id = 2`)
+	e.db.Exec(t, `DROP TABLE dd`)
+
+	rn2 := e.start(t)
+	e.db.Exec(t, `INSERT INTO later VALUES (1)`)
+	e.consume(t, []string{"test.public.later"}, 30*time.Second, whileRunning(t, rn2, 1))
+	rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(8, 2*time.Second))
+	if got := opsOf(rs); got != "r1 r2 c3 c4 c5 u1 d2 ~2" {
+		t.Fatalf("dd's topic holds %s, want r1 r2 c3 c4 c5 u1 d2 ~2 (every change before the drop, once):\n%s", got, dump(rs))
+	}
+	if rs[5].After["v"] != "a2" {
+		t.Errorf("update after the restart: %v", rs[5].After)
+	}
+	wantLog(t, e.logs, "captured table was dropped", "table=public.dd", "topic=test.public.dd", "lsn=")
+	wantLog(t, e.logs, "its binding ends", "table=public.dd", "topic=test.public.dd", "lsn=")
+	rn2.stop(t)
+
+	rn3 := e.start(t)
+	wantLog(t, e.logs, "level=WARN", "the binding names a dropped table whose changes are all in its topic", "table=public.dd", "topic=test.public.dd")
+	e.db.Exec(t, `INSERT INTO later VALUES (2)`)
+	e.consume(t, []string{"test.public.later"}, 30*time.Second, atLeast(2))
+	if rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(8, 2*time.Second)); opsOf(rs) != "r1 r2 c3 c4 c5 u1 d2 ~2" {
+		t.Errorf("after the next restart dd's topic holds %s", opsOf(rs))
+	}
+	rn3.stop(t)
+}
