@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -163,4 +164,102 @@ func TestDroppedTableWhileStopped(t *testing.T) {
 		t.Errorf("after the next restart dd's topic holds %s", opsOf(rs))
 	}
 	rn3.stop(t)
+}
+
+// TestDroppedTableRecreated: a captured table dropped and created again
+// under its name while pgkafka is stopped: the former relation's changes
+// up to the drop reach the topic exactly once, and the binding captures
+// the new table (another relation ID) from its creation: backfilled, then
+// streamed, in the same topic, after them.
+func TestDroppedTableRecreated(t *testing.T) {
+	e := newEnv(t, "public.dd", "public.later")
+	e.logs = &lockedBuffer{}
+	e.db.Exec(t, `CREATE TABLE dd (id int PRIMARY KEY, v text); CREATE TABLE later (id int PRIMARY KEY); INSERT INTO dd VALUES (1, 'a'), (2, 'b')`)
+	rn := e.start(t)
+	e.db.Exec(t, `INSERT INTO dd VALUES (3, 'c')`)
+	e.consume(t, []string{"test.public.dd"}, 30*time.Second, atLeast(3))
+	rn.stop(t)
+
+	e.db.Exec(t, `INSERT INTO dd VALUES (4, 'd'); UPDATE dd SET v = 'a2' WHERE id = 1`)
+	e.db.Exec(t, `DROP TABLE dd; CREATE TABLE dd (id int PRIMARY KEY, v text); INSERT INTO dd VALUES (1, 'new'), (9, 'nine')`)
+
+	rn2 := e.start(t)
+	e.db.Exec(t, `INSERT INTO dd VALUES (10, 'ten')`)
+	rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(8, 2*time.Second))
+	if got := opsOf(rs); got != "r1 r2 c3 c4 u1 r1 r9 c10" {
+		t.Fatalf("dd's topic holds %s, want r1 r2 c3 c4 u1 (the former table's), then r1 r9 c10 (the new one's):\n%s", got, dump(rs))
+	}
+	if rs[4].After["v"] != "a2" || rs[5].After["v"] != "new" {
+		t.Errorf("the former table's last update %v, the new table's row %v", rs[4].After, rs[5].After)
+	}
+	wantLog(t, e.logs, "captured table was dropped and created again", "table=public.dd", "relation=", "new_relation=", "topic=test.public.dd")
+	rn2.stop(t)
+
+	// The new table is the binding's now: a restart neither warns nor
+	// backfills it again.
+	rn3 := e.start(t)
+	e.db.Exec(t, `INSERT INTO dd VALUES (11, 'eleven')`)
+	if rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(9, 2*time.Second)); opsOf(rs) != "r1 r2 c3 c4 u1 r1 r9 c10 c11" {
+		t.Errorf("after the next restart dd's topic holds %s", opsOf(rs))
+	}
+	if strings.Contains(e.logs.String(), "the binding names a dropped table") {
+		t.Error("a restart warns of a dropped table though its binding captures the table created since")
+	}
+	rn3.stop(t)
+}
+
+// TestDroppedTableDuringBackfill: a table dropped while it is backfilled:
+// the backfill ends (the session is retried, once, and the next one finds
+// the table dropped), its rows read before are in its topic once each, and
+// the capture goes on with the other tables (it stopped, saying the table
+// did not exist, before).
+func TestDroppedTableDuringBackfill(t *testing.T) {
+	e := newEnv(t, "public.big", "public.later")
+	e.logs = &lockedBuffer{}
+	e.db.Exec(t, `CREATE TABLE big (id int PRIMARY KEY); CREATE TABLE later (id int PRIMARY KEY); INSERT INTO big SELECT generate_series(1, 2000)`)
+	e.cfg.Source.Advanced.BackfillChunkSize = 10
+	e.cfg.Kafka.TransactionWindow = time.Millisecond
+
+	// After a few Kafka transactions, Kafka takes no record until the
+	// table is dropped.
+	conn := e.db.Conn(t)
+	stalled, release := make(chan struct{}), make(chan struct{})
+	produced := 0
+	e.broker.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if produced++; produced == 8 {
+			close(stalled)
+			e.broker.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	dropped := make(chan error, 1)
+	go func() {
+		defer close(release)
+		select {
+		case <-stalled:
+		case <-time.After(60 * time.Second):
+			dropped <- fmt.Errorf("no stall")
+			return
+		}
+		_, err := conn.Exec(context.Background(), `DROP TABLE big`)
+		dropped <- err
+	}()
+	rn := e.start(t)
+	if err := <-dropped; err != nil {
+		t.Fatal(err)
+	}
+	e.db.Exec(t, `INSERT INTO later VALUES (1)`)
+	e.consume(t, []string{"test.public.later"}, 30*time.Second, whileRunning(t, rn, 1))
+	rs := e.consume(t, []string{"test.public.big"}, 30*time.Second, settled(1, 2*time.Second))
+	for i, r := range rs {
+		if r.Op != "r" || fmt.Sprint(r.Key["id"]) != fmt.Sprint(i+1) {
+			t.Fatalf("big's topic holds %s, want r1 r2 ... rN, N < 2000:\n%s", opsOf(rs), dump(rs))
+		}
+	}
+	if len(rs) >= 2000 {
+		t.Fatalf("the backfill finished (%d rows) before the drop: the test proves nothing", len(rs))
+	}
+	wantLog(t, e.logs, "capture failed; retrying", "backfill of public.big")
+	wantLog(t, e.logs, "captured table was dropped", "table=public.big", "topic=test.public.big", "lsn=")
+	rn.stop(t)
 }

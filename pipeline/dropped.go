@@ -111,6 +111,16 @@ func (s *session) settleDropped(ctx context.Context) error {
 			s.carried[name] = st
 			continue
 		}
+		if st.OID != 0 {
+			// Renamed, not dropped: the relation lives on.
+			now, exists, err := s.catalog.RelationName(ctx, st.OID)
+			if err != nil {
+				return err
+			}
+			if exists {
+				return &TableRenamedError{From: nf.Table, To: now, OID: st.OID, Topic: topic}
+			}
+		}
 		d := &droppedTable{ref: nf.Table, oid: st.OID, topic: topic, at: st.DroppedAt}
 		if st.State != offsets.StateDropped {
 			var err error
@@ -210,6 +220,13 @@ func (c *codecs) noteDropped(ctx context.Context, ref pgsrc.TableRef, oid uint32
 func (c *codecs) droppedInfo(ctx context.Context, rel *pgsrc.Relation, d *droppedTable) (*pgsrc.Table, error) {
 	if d.info != nil {
 		return d.info, nil
+	}
+	// A relation known by its name only (droppedByName) may be a renamed
+	// table: its changes under the new name would be lost.
+	if now, exists, err := c.catalog.RelationName(ctx, rel.ID); err != nil {
+		return nil, err
+	} else if exists {
+		return nil, &TableRenamedError{From: d.ref, To: now, OID: rel.ID, CommitLSN: c.shapeLSN, Topic: d.topic}
 	}
 	key, _, err := c.registry.Registered(ctx, d.topic)
 	if err != nil {
