@@ -46,6 +46,9 @@ type codecs struct {
 	droppedByName map[pgsrc.TableRef]*droppedTable
 	drops         []*droppedTable
 	newlyDropped  []*droppedTable
+	// restartPending: a bound table was found created again while the
+	// session runs; the session restarts after the transaction (dropped.go).
+	restartPending bool
 	// shapeLSN is the commit LSN of the transaction whose Relation message
 	// is being handled, for the reports of a schema change; 0 outside.
 	shapeLSN pglogrepl.LSN
@@ -82,15 +85,24 @@ func (c *codecs) boundInfo(ctx context.Context, rel *pgsrc.Relation) (*pgsrc.Tab
 	if info != nil && info.OID != 0 && rel.ID != 0 && rel.ID != info.OID {
 		// Another relation under the bound name: the table was dropped
 		// and created again before the session started.
-		if _, exists, err := c.catalog.RelationName(ctx, rel.ID); err != nil || !exists {
-			if err != nil {
-				return nil, err
-			}
+		now, exists, err := c.catalog.RelationName(ctx, rel.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
 			d, err := c.noteDropped(ctx, ref, rel.ID, true)
 			if err != nil {
 				return nil, err
 			}
 			return c.droppedInfo(ctx, rel, d)
+		}
+		if now == ref && !c.restartPending {
+			// The bound table was dropped and created again while the
+			// session runs, and the stream carries the new one: the next
+			// session backfills it.
+			c.restartPending = true
+			c.log.Info("captured table was dropped and created again: restarting the session after this transaction, to backfill the new table",
+				"table", ref.String(), "relation", info.OID, "new_relation", rel.ID, "topic", c.cfg.TopicFor(ref), "commit_lsn", c.shapeLSN.String())
 		}
 	}
 	if info != nil || rel.ID == 0 {
@@ -195,6 +207,7 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 		st, err = c.schemaTable(ctx, rel, info)
 		if errors.Is(err, errTableDropped) {
 			// Gone from the catalog since: the stream is behind it.
+			c.restartPending = c.restartPending || errors.Is(err, errTableRecreated)
 			if d, err = c.noteDropped(ctx, info.Ref(), rel.ID, false); err == nil {
 				info, err = c.droppedInfo(ctx, rel, d)
 			}

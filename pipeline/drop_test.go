@@ -58,6 +58,29 @@ func wantLog(t *testing.T, logs *lockedBuffer, parts ...string) {
 	t.Errorf("no log line with %q in:\n%s", parts, logs.String())
 }
 
+// stallBehind stops Kafka taking records, then writes a large transaction
+// to table (id int PRIMARY KEY, pad text), bound and created, which fills
+// the pipeline: what is committed next waits in the stream until the
+// returned function is called.
+func (e *env) stallBehind(t *testing.T, table string) (open func()) {
+	t.Helper()
+	release := make(chan struct{})
+	released := false
+	open = func() {
+		if !released {
+			released = true
+			close(release)
+		}
+	}
+	t.Cleanup(open)
+	e.broker.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		e.broker.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	e.db.Exec(t, `INSERT INTO `+table+` SELECT i, repeat('x', 200) FROM generate_series(1, 300000) i`)
+	return open
+}
+
 // TestDroppedTableWhileRunning: a captured table dropped while the capture
 // runs, with the stream behind the catalog (Kafka stalls while the table
 // changes shape, changes again and is dropped, so the Relation message of
@@ -76,22 +99,9 @@ func TestDroppedTableWhileRunning(t *testing.T) {
 	rn := e.start(t)
 	e.consume(t, []string{"test.public.dd"}, 30*time.Second, atLeast(2))
 
-	// Kafka takes no record until release: the pipeline fills with the
+	// Kafka takes no record until open: the pipeline fills with the
 	// large transaction, and what follows it waits in the stream.
-	release := make(chan struct{})
-	released := false
-	open := func() {
-		if !released {
-			released = true
-			close(release)
-		}
-	}
-	t.Cleanup(open)
-	e.broker.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		e.broker.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
-	e.db.Exec(t, `INSERT INTO other SELECT i, repeat('x', 200) FROM generate_series(1, 300000) i`)
+	open := e.stallBehind(t, "other")
 	e.db.Exec(t, `INSERT INTO dd VALUES (3, 'c')`)
 	e.db.Exec(t, `ALTER TABLE dd ADD COLUMN w int`)
 	e.db.Exec(t, `INSERT INTO dd VALUES (4, 'd', 40); UPDATE dd SET v = 'a2' WHERE id = 1`)
@@ -261,5 +271,60 @@ func TestDroppedTableDuringBackfill(t *testing.T) {
 	}
 	wantLog(t, e.logs, "capture failed; retrying", "backfill of public.big")
 	wantLog(t, e.logs, "captured table was dropped", "table=public.big", "topic=test.public.big", "lsn=")
+	rn.stop(t)
+}
+
+// TestDroppedOnlyBinding: the only bound table dropped while pgkafka is
+// stopped: the restart captures its last changes, ends its binding, and
+// keeps running with nothing else bound, as the next restart does.
+func TestDroppedOnlyBinding(t *testing.T) {
+	e := newEnv(t, "public.dd")
+	e.logs = &lockedBuffer{}
+	e.db.Exec(t, `CREATE TABLE dd (id int PRIMARY KEY, v text); INSERT INTO dd VALUES (1, 'a')`)
+	rn := e.start(t)
+	e.consume(t, []string{"test.public.dd"}, 30*time.Second, atLeast(1))
+	rn.stop(t)
+	e.db.Exec(t, `INSERT INTO dd VALUES (2, 'b'); DROP TABLE dd`)
+	rn2 := e.start(t)
+	if rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, whileRunning(t, rn2, 2)); opsOf(rs) != "r1 c2" {
+		t.Fatalf("dd's topic holds %s, want r1 c2", opsOf(rs))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(e.logs.String(), "its binding ends") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	wantLog(t, e.logs, "its binding ends", "table=public.dd")
+	rn2.stop(t)
+	rn3 := e.start(t)
+	wantLog(t, e.logs, "level=WARN", "the binding names a dropped table whose changes are all in its topic", "table=public.dd")
+	rn3.stop(t)
+}
+
+// TestDroppedTableRecreatedWhileRunning: a captured table dropped and
+// created again while the capture runs, seen when the stream, behind the
+// catalog, brings a Relation message of the former table: its changes up
+// to the drop reach the topic once, and the session restarts to backfill
+// the new table, which the binding then streams.
+func TestDroppedTableRecreatedWhileRunning(t *testing.T) {
+	e := newEnv(t, "public.dd", "public.other")
+	e.logs = &lockedBuffer{}
+	e.db.Exec(t, `CREATE TABLE dd (id int PRIMARY KEY, v text); CREATE TABLE other (id int PRIMARY KEY, pad text); INSERT INTO dd VALUES (1, 'a')`)
+	e.cfg.Kafka.MaxTransactionRecords = 1000
+	rn := e.start(t)
+	e.consume(t, []string{"test.public.dd"}, 30*time.Second, atLeast(1))
+	open := e.stallBehind(t, "other")
+	e.db.Exec(t, `ALTER TABLE dd ADD COLUMN w int`)
+	e.db.Exec(t, `INSERT INTO dd VALUES (2, 'b', 2)`)
+	e.db.Exec(t, `DROP TABLE dd; CREATE TABLE dd (id int PRIMARY KEY, v text); INSERT INTO dd VALUES (1, 'new'), (7, 'seven')`)
+	open()
+
+	rs := e.consume(t, []string{"test.public.dd"}, 90*time.Second, whileRunning(t, rn, 4))
+	e.db.Exec(t, `INSERT INTO dd VALUES (8, 'eight')`)
+	rs = e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(5, 2*time.Second))
+	if got := opsOf(rs); got != "r1 c2 r1 r7 c8" {
+		t.Fatalf("dd's topic holds %s, want r1 c2 (the former table's), then r1 r7 c8 (the new one's):\n%s", got, dump(rs))
+	}
+	wantLog(t, e.logs, "captured table was dropped", "table=public.dd", "topic=test.public.dd", "lsn=")
+	wantLog(t, e.logs, "restarting from the checkpoint")
 	rn.stop(t)
 }

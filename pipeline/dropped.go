@@ -51,9 +51,16 @@ import (
 //   - A bound table the checkpoint never knew that does not exist is a
 //     wrong binding, and fails as before (pgsrc.TableNotFoundError).
 //
+// A table created again while pgkafka runs is not in the publication (or
+// is, and its earlier rows are not in the stream): when pgkafka sees it (a
+// Relation message of either relation, read against the catalog), the
+// session restarts once the transaction is in Kafka (restartPending), and
+// the next one backfills the new table.
+//
 // A drop pgkafka does not see while it runs (no Relation message of the
 // table after it) loses nothing: the changes before it were captured as
-// they came, and the next session start ends the binding.
+// they came, and the next session start ends the binding (or backfills
+// the table created again).
 type droppedTable struct {
 	ref   pgsrc.TableRef // the binding's table
 	oid   uint32         // its relation ID; 0 until a Relation message tells it
@@ -76,8 +83,12 @@ func (d *droppedTable) state() offsets.TableState {
 }
 
 // errTableDropped is refresh finding a captured relation gone from the
-// catalog: the codecs describe it from the stream.
-var errTableDropped = errors.New("table dropped")
+// catalog: the codecs describe it from the stream. errTableRecreated: and
+// its name is another table's now.
+var (
+	errTableDropped   = errors.New("table dropped")
+	errTableRecreated = fmt.Errorf("%w and created again", errTableDropped)
+)
 
 // settleDropped decides, once the checkpoint is read, what becomes of the
 // bound tables the catalog lacks (s.missing) and of the tables that are
@@ -209,7 +220,7 @@ func (c *codecs) noteDropped(ctx context.Context, ref pgsrc.TableRef, oid uint32
 	if !replaced {
 		c.newlyDropped = append(c.newlyDropped, d)
 	}
-	c.log.Info("captured table was dropped: its changes committed before the drop go to its topic, then its binding ends",
+	c.log.Info("captured table was dropped: its changes committed before the drop go to its topic; the binding ends once the stream reaches lsn",
 		"table", ref.String(), "relation", oid, "topic", d.topic, "lsn", at.String(), "replaced", replaced)
 	return d, nil
 }

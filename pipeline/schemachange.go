@@ -37,6 +37,8 @@ func (c *codecs) refresh(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.T
 		switch {
 		case nerr != nil:
 			return nil, nil, nerr
+		case !exists && err == nil:
+			return nil, nil, errTableRecreated
 		case !exists:
 			return nil, nil, errTableDropped
 		case now != ref:

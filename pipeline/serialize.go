@@ -135,7 +135,7 @@ func (s *serializerStage) commit(ctx context.Context, ch *pgsrc.Change, tx *txSt
 		b.rb.commitLSN, b.rb.commitTime = ch.EndLSN, ch.CommitTime
 	}
 	s.codecs.passDrops(ch.EndLSN, b.rb)
-	if s.dblog.restartDue() {
+	if s.dblog.restartDue() || s.codecs.restartPending && !s.dblog.holding() {
 		b.rb.restart = true
 		return true, s.ship(ctx, b)
 	}
