@@ -86,6 +86,21 @@ func (c *Catalog) CurrentWAL(ctx context.Context) (pglogrepl.LSN, error) {
 	return pglogrepl.ParseLSN(s)
 }
 
+// RelationsExist reports which of the relations oids exist.
+func (c *Catalog) RelationsExist(ctx context.Context, oids []uint32) (map[uint32]bool, error) {
+	rows, err := c.conn.Query(ctx, `SELECT oid FROM pg_class WHERE oid = ANY($1::oid[])`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("reading which relations exist: %w", err)
+	}
+	exist := make(map[uint32]bool, len(oids))
+	var oid uint32
+	_, err = pgx.ForEachRow(rows, []any{&oid}, func() error { exist[oid] = true; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("reading which relations exist: %w", err)
+	}
+	return exist, nil
+}
+
 // RelationName is the current name of the relation oid; false when it no
 // longer exists.
 func (c *Catalog) RelationName(ctx context.Context, oid uint32) (TableRef, bool, error) {

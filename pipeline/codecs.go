@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -49,6 +50,8 @@ type codecs struct {
 	// restartPending: a bound table was found created again while the
 	// session runs; the session restarts after the transaction (dropped.go).
 	restartPending bool
+	// dropsChecked is when checkDrops last asked the catalog.
+	dropsChecked time.Time
 	// shapeLSN is the commit LSN of the transaction whose Relation message
 	// is being handled, for the reports of a schema change; 0 outside.
 	shapeLSN pglogrepl.LSN

@@ -328,3 +328,31 @@ func TestDroppedTableRecreatedWhileRunning(t *testing.T) {
 	wantLog(t, e.logs, "restarting from the checkpoint")
 	rn.stop(t)
 }
+
+// TestDroppedTableNoticedWhileRunning: a captured table dropped while the
+// capture runs, with no Relation message after it: the capture finds it
+// out by itself within its check interval, ends the binding with a log
+// line, and records it; the restart warns to remove the binding.
+func TestDroppedTableNoticedWhileRunning(t *testing.T) {
+	e := newEnv(t, "public.dd", "public.later")
+	e.logs = &lockedBuffer{}
+	e.db.Exec(t, `CREATE TABLE dd (id int PRIMARY KEY); CREATE TABLE later (id int PRIMARY KEY); INSERT INTO dd VALUES (1)`)
+	rn := e.start(t)
+	e.db.Exec(t, `INSERT INTO dd VALUES (2)`)
+	e.consume(t, []string{"test.public.dd"}, 30*time.Second, atLeast(2))
+	e.db.Exec(t, `INSERT INTO dd VALUES (3); DROP TABLE dd`)
+	deadline := time.Now().Add(40 * time.Second)
+	for !strings.Contains(e.logs.String(), "its binding ends") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	wantLog(t, e.logs, "its binding ends", "table=public.dd", "relation=", "topic=test.public.dd", "lsn=")
+	e.db.Exec(t, `INSERT INTO later VALUES (1)`)
+	e.consume(t, []string{"test.public.later"}, 30*time.Second, whileRunning(t, rn, 1))
+	if rs := e.consume(t, []string{"test.public.dd"}, 30*time.Second, settled(3, 2*time.Second)); opsOf(rs) != "r1 c2 c3" {
+		t.Fatalf("dd's topic holds %s, want r1 c2 c3:\n%s", opsOf(rs), dump(rs))
+	}
+	rn.stop(t)
+	rn2 := e.start(t)
+	wantLog(t, e.logs, "level=WARN", "the binding names a dropped table whose changes are all in its topic", "table=public.dd")
+	rn2.stop(t)
+}

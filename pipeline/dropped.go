@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -57,10 +58,10 @@ import (
 // session restarts once the transaction is in Kafka (restartPending), and
 // the next one backfills the new table.
 //
-// A drop pgkafka does not see while it runs (no Relation message of the
-// table after it) loses nothing: the changes before it were captured as
-// they came, and the next session start ends the binding (or backfills
-// the table created again).
+// Without a Relation message of the table after the drop, the serializer
+// finds it out every dropCheckInterval, between transactions
+// (checkDrops): the bound relations gone from the catalog are dropped,
+// as above.
 type droppedTable struct {
 	ref   pgsrc.TableRef // the binding's table
 	oid   uint32         // its relation ID; 0 until a Relation message tells it
@@ -305,6 +306,49 @@ func (c *codecs) droppedSchemaTable(ctx context.Context, rel *pgsrc.Relation, d 
 		}
 	}
 	return st, nil
+}
+
+// dropCheckInterval is how often the serializer asks the catalog whether
+// the bound relations still exist: one query on an index.
+const dropCheckInterval = 10 * time.Second
+
+// checkDrops finds the bound relations dropped since the last check (at
+// most every dropCheckInterval), and the tables created again under their
+// names, which the next session backfills (restartPending).
+func (c *codecs) checkDrops(ctx context.Context, now time.Time) error {
+	if now.Sub(c.dropsChecked) < dropCheckInterval {
+		return nil
+	}
+	c.dropsChecked = now
+	oids := make([]uint32, 0, len(c.bound))
+	for _, info := range c.bound {
+		if info.OID != 0 && c.dropped[info.OID] == nil {
+			oids = append(oids, info.OID)
+		}
+	}
+	if len(oids) == 0 {
+		return nil
+	}
+	exist, err := c.catalog.RelationsExist(ctx, oids)
+	if err != nil {
+		return err
+	}
+	for _, info := range c.bound {
+		if info.OID == 0 || exist[info.OID] || c.dropped[info.OID] != nil {
+			continue
+		}
+		if _, err := c.noteDropped(ctx, info.Ref(), info.OID, false); err != nil {
+			return err
+		}
+		again, _, err := c.catalog.DiscoverPresent(ctx, []pgsrc.TableRef{info.Ref()})
+		if err != nil {
+			return err
+		}
+		if len(again) > 0 {
+			c.restartPending = true
+		}
+	}
+	return nil
 }
 
 // passDrops tells the codecs the stream reached lsn (a commit's end, or an

@@ -73,9 +73,14 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 				return err // after a restart batch, the producer restarts the session
 			}
 		}
+		if !tx.open {
+			if err := s.codecs.checkDrops(ctx, time.Now()); err != nil {
+				return err
+			}
+			s.codecs.passDrops(cb.idleLSN, b.rb)
+		}
 		if cb.idleLSN != 0 && !tx.open {
 			b.rb.commitLSN = max(b.rb.commitLSN, cb.idleLSN)
-			s.codecs.passDrops(cb.idleLSN, b.rb)
 		}
 		if !tx.open && b.pending() {
 			if err := s.ship(ctx, b); err != nil {

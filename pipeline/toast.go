@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -249,7 +250,14 @@ func (r *toastReconciler) reconcile(ctx context.Context, tc *tableCodec, ch *pgs
 	row, read := r.fetched[string(key)]
 	if !read || row != nil && !rowCovers(row, ch.New) {
 		if err := r.fetch(ctx, tc, ch); err != nil {
-			return err
+			if !errors.Is(err, pgsrc.ErrTableNotFound) {
+				return err
+			}
+			// Dropped since (dropped.go): no row is left to read.
+			tc.toast.gone = true
+			r.unavailable.Add(float64(missing))
+			r.lastResort(tc, ch)
+			return nil
 		}
 		row = r.fetched[string(r.keyBuf(tc, ch.New))]
 	}
