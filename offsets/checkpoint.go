@@ -24,6 +24,9 @@ const (
 	StateStreaming   State = "streaming"
 	StateBackfilling State = "backfilling"
 	StateSkipped     State = "skipped"
+	// StateDropped: the table was dropped; its changes committed before
+	// the drop are in Kafka once the checkpoint's LSN reaches DroppedAt.
+	StateDropped State = "dropped"
 )
 
 // Checkpoint is the capture's progress. The zero value is "nothing yet".
@@ -57,9 +60,62 @@ type Partial struct {
 
 // TableState is one table's capture state.
 type TableState struct {
-	State State `json:"state"`
+	State State
 	// Cursor is the backfill's last key read, in the backfill's encoding.
-	Cursor json.RawMessage `json:"cursor,omitempty"`
+	Cursor json.RawMessage
+	// OID is the table's relation ID (pg_class.oid) when the state was
+	// written; 0 when unknown (a checkpoint written before it was kept). A
+	// table of the same name under another ID is another table: the first
+	// was dropped, and this one created since.
+	OID uint32
+	// DroppedAt, in StateDropped, is a WAL position the DROP committed
+	// before: every change of the table is below it.
+	DroppedAt pglogrepl.LSN
+}
+
+// DropCaptured reports whether st is a dropped table's whose changes a
+// checkpoint at lsn holds, every one.
+func (st TableState) DropCaptured(lsn pglogrepl.LSN) bool {
+	return st.State == StateDropped && lsn >= st.DroppedAt
+}
+
+// jsonTableState is a TableState in the offsets topic's form.
+type jsonTableState struct {
+	State     State           `json:"state"`
+	Cursor    json.RawMessage `json:"cursor,omitempty"`
+	OID       uint32          `json:"oid,omitempty"`
+	DroppedAt string          `json:"droppedAt,omitempty"`
+}
+
+// MarshalJSON writes the offsets topic's form: the LSN as PostgreSQL
+// prints it.
+func (st TableState) MarshalJSON() ([]byte, error) {
+	j := jsonTableState{State: st.State, Cursor: st.Cursor, OID: st.OID}
+	if st.State == StateDropped {
+		j.DroppedAt = st.DroppedAt.String()
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads the offsets topic's form; oid and droppedAt are
+// optional (checkpoints written before them lack them).
+func (st *TableState) UnmarshalJSON(b []byte) error {
+	var j jsonTableState
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*st = TableState{State: j.State, Cursor: j.Cursor, OID: j.OID}
+	if j.DroppedAt != "" {
+		lsn, err := pglogrepl.ParseLSN(j.DroppedAt)
+		if err != nil {
+			return fmt.Errorf("table droppedAt %q: %w", j.DroppedAt, err)
+		}
+		st.DroppedAt = lsn
+	}
+	if st.State == StateDropped && j.DroppedAt == "" {
+		return fmt.Errorf("table state %q without droppedAt", st.State)
+	}
+	return nil
 }
 
 // Clone returns a deep copy.

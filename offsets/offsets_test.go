@@ -50,6 +50,49 @@ func TestCheckpointJSON(t *testing.T) {
 	}
 }
 
+// TestCheckpointDroppedTable: a dropped table's state keeps its relation
+// ID and the position the drop committed before; a checkpoint written
+// before those fields existed reads as it did, with them zero.
+func TestCheckpointDroppedTable(t *testing.T) {
+	c := &offsets.Checkpoint{LSN: 0x2000, Tables: map[string]offsets.TableState{
+		"public.gone": {State: offsets.StateDropped, OID: 16390, DroppedAt: 0x1F00},
+		"public.kept": {State: offsets.StateStreaming, OID: 16400},
+	}}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"public.gone":{"state":"dropped","oid":16390,"droppedAt":"0/1F00"}`, `"public.kept":{"state":"streaming","oid":16400}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	var back offsets.Checkpoint
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Tables["public.gone"]; got.State != offsets.StateDropped || got.OID != 16390 || got.DroppedAt != 0x1F00 || !got.DropCaptured(back.LSN) {
+		t.Errorf("dropped state read back as %+v", got)
+	}
+	if (offsets.TableState{State: offsets.StateDropped, DroppedAt: 0x2001}).DropCaptured(0x2000) {
+		t.Error("a drop past the checkpoint counts as captured")
+	}
+
+	old := `{"version":1,"lsn":"0/16B3748","tables":{"public.orders":{"state":"streaming"},"public.items":{"state":"backfilling","cursor":[42,"x"]}},"updatedAt":"2026-11-25T08:00:01Z"}`
+	var oc offsets.Checkpoint
+	if err := json.Unmarshal([]byte(old), &oc); err != nil {
+		t.Fatalf("a checkpoint of the earlier form: %v", err)
+	}
+	if o, i := oc.Tables["public.orders"], oc.Tables["public.items"]; o.State != offsets.StateStreaming || o.OID != 0 || i.State != offsets.StateBackfilling || string(i.Cursor) != `[42,"x"]` {
+		t.Errorf("earlier checkpoint read as %+v", oc.Tables)
+	}
+	for _, bad := range []string{`{"version":1,"lsn":"0/1","tables":{"t":{"state":"dropped"}}}`, `{"version":1,"lsn":"0/1","tables":{"t":{"state":"dropped","droppedAt":"x"}}}`} {
+		if err := json.Unmarshal([]byte(bad), &oc); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
 func newBroker(t *testing.T) (*kfake.Cluster, []kgo.Opt) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))

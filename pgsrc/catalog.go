@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -45,6 +46,59 @@ func (c *Catalog) Discover(ctx context.Context, tables []TableRef) ([]Table, err
 		}
 	}
 	return ts, nil
+}
+
+// DiscoverPresent is Discover that returns the tables the catalog lacks
+// (or the user cannot read) apart, each as a *TableNotFoundError, instead
+// of failing.
+func (c *Catalog) DiscoverPresent(ctx context.Context, tables []TableRef) ([]Table, []*TableNotFoundError, error) {
+	ts, missing, err := lookupTables(ctx, c.conn, tables)
+	if err != nil {
+		return nil, nil, err
+	}
+	var absent []*TableNotFoundError
+	for _, m := range missing {
+		var nf *TableNotFoundError
+		if !errors.As(m, &nf) {
+			return nil, nil, m
+		}
+		absent = append(absent, nf)
+	}
+	if err := ApplyPublication(ctx, c.conn, c.publication, ts); err != nil {
+		return nil, nil, err
+	}
+	for i := range ts {
+		for j := range ts[i].Columns {
+			t := &ts[i].Columns[j].Type
+			c.types[t.OID] = t
+		}
+	}
+	return ts, absent, nil
+}
+
+// CurrentWAL returns the server's WAL insert position: every transaction
+// committed before the call ends below it.
+func (c *Catalog) CurrentWAL(ctx context.Context) (pglogrepl.LSN, error) {
+	var s string
+	if err := c.conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
+		return 0, fmt.Errorf("reading the WAL position: %w", err)
+	}
+	return pglogrepl.ParseLSN(s)
+}
+
+// RelationsExist reports which of the relations oids exist.
+func (c *Catalog) RelationsExist(ctx context.Context, oids []uint32) (map[uint32]bool, error) {
+	rows, err := c.conn.Query(ctx, `SELECT oid FROM pg_class WHERE oid = ANY($1::oid[])`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("reading which relations exist: %w", err)
+	}
+	exist := make(map[uint32]bool, len(oids))
+	var oid uint32
+	_, err = pgx.ForEachRow(rows, []any{&oid}, func() error { exist[oid] = true; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("reading which relations exist: %w", err)
+	}
+	return exist, nil
 }
 
 // RelationName is the current name of the relation oid; false when it no

@@ -157,6 +157,13 @@ func (c *Config) redact(s string) string {
 	return strings.ReplaceAll(s, string(c.Password), c.Password.String())
 }
 
+// IsUndefinedTable reports an error of PostgreSQL's saying a table named
+// in a statement does not exist (it was dropped, or renamed).
+func IsUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == codeUndefinedTable
+}
+
 // IsRetryable reports whether err is transient: a lost or refused
 // connection, a timeout, a server shutting down or starting up, too many
 // connections. Callers must check their own ctx first: a cancelled ctx is

@@ -144,7 +144,7 @@ func (t *tableReader) run(ctx, soft context.Context) error {
 	finished := false
 	for cur.plan != nil || cur.err != nil {
 		if cur.err != nil {
-			return fmt.Errorf("backfill of %s: %w", ref, cur.err)
+			return backfillError(ref, cur.err)
 		}
 		// A keyed table's next chunk is planned and opened while this one
 		// is read, so that reading goes on from one chunk to the next
@@ -153,14 +153,14 @@ func (t *tableReader) run(ctx, soft context.Context) error {
 		if t.job.order != nil && cur.plan.full && soft.Err() == nil {
 			np, err := t.newPlan(ctx, cur.plan.end, "") // on the scanner, before the read
 			if err != nil {
-				return fmt.Errorf("backfill of %s: %w", ref, err)
+				return backfillError(ref, err)
 			}
 			next = make(chan openedChunk, 1)
 			go func() { next <- t.open(ctx, soft, np) }()
 		}
 		res, err := t.read(ctx, cur.plan, cur.chunkOpening)
 		if err != nil {
-			return fmt.Errorf("backfill of %s: %w", ref, err)
+			return backfillError(ref, err)
 		}
 		if err := t.waitEmitted(ctx); err != nil {
 			return err
@@ -248,6 +248,17 @@ func (t *tableReader) nextChunkRows() int {
 		return min(t.s.chunkSize, firstChunkRows)
 	}
 	return min(t.s.chunkSize, t.chunkRows)
+}
+
+// backfillError wraps a failure of the backfill of ref. A table gone from
+// under it (dropped, or renamed) is errBackfillTableGone: the session is
+// retried, and the next one finds the table missing (settleDropped) and
+// streams what is left of its changes, or stops for the rename.
+func backfillError(ref pgsrc.TableRef, err error) error {
+	if errors.Is(err, pgsrc.ErrTableNotFound) || pgsrc.IsUndefinedTable(err) {
+		return fmt.Errorf("backfill of %s: %w: %w", ref, errBackfillTableGone, err)
+	}
+	return fmt.Errorf("backfill of %s: %w", ref, err)
 }
 
 // plan plans the chunk after the key after (or the ctid ctid) and opens

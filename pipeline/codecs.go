@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -37,6 +39,19 @@ type codecs struct {
 	// backfilled holds, per table, the codec of the rows its backfill
 	// reads, from the catalog (they may come before any Relation message).
 	backfilled map[pgsrc.TableRef]*tableCodec
+	// dropped holds the captured relations the catalog has lost whose
+	// changes the stream may still carry, by relation ID; droppedByName,
+	// those whose ID is unknown yet (dropped.go). drops lists them all,
+	// newlyDropped those found since the last batch.
+	dropped       map[uint32]*droppedTable
+	droppedByName map[pgsrc.TableRef]*droppedTable
+	drops         []*droppedTable
+	newlyDropped  []*droppedTable
+	// restartPending: a bound table was found created again while the
+	// session runs; the session restarts after the transaction (dropped.go).
+	restartPending bool
+	// dropsChecked is when checkDrops last asked the catalog.
+	dropsChecked time.Time
 	// shapeLSN is the commit LSN of the transaction whose Relation message
 	// is being handled, for the reports of a schema change; 0 outside.
 	shapeLSN pglogrepl.LSN
@@ -46,7 +61,8 @@ func newCodecs(cfg *Config, catalog *pgsrc.Catalog, registry *schema.Registry, s
 	bound map[pgsrc.TableRef]*pgsrc.Table, toast *toastReconciler, metrics *Metrics, log *slog.Logger) *codecs {
 	c := &codecs{cfg: cfg, catalog: catalog, registry: registry, source: source, toast: toast, metrics: metrics, log: log,
 		watermarks: cfg.Source.Watermarks(), bound: bound, byOID: make(map[uint32]*pgsrc.Table, len(bound)),
-		byRelation: make(map[uint32]*tableCodec), backfilled: make(map[pgsrc.TableRef]*tableCodec)}
+		byRelation: make(map[uint32]*tableCodec), backfilled: make(map[pgsrc.TableRef]*tableCodec),
+		dropped: make(map[uint32]*droppedTable), droppedByName: make(map[pgsrc.TableRef]*droppedTable)}
 	for _, t := range bound {
 		if t.OID != 0 {
 			c.byOID[t.OID] = t
@@ -61,13 +77,41 @@ func newCodecs(cfg *Config, catalog *pgsrc.Catalog, registry *schema.Registry, s
 // (the binding names the table as it is now): they are the binding's. Or
 // the table was renamed since the session started: the capture stops
 // (TableRenamedError) rather than let the changes under the new name go
-// uncaptured.
+// uncaptured. A relation the catalog has lost is a dropped table's
+// (dropped.go), described from the stream.
 func (c *codecs) boundInfo(ctx context.Context, rel *pgsrc.Relation) (*pgsrc.Table, error) {
+	if d := c.droppedOf(rel); d != nil {
+		return c.droppedInfo(ctx, rel, d)
+	}
 	ref := pgsrc.TableRef{Schema: rel.Namespace, Name: rel.Name}
-	if info := c.bound[ref]; info != nil || rel.ID == 0 {
+	info := c.bound[ref]
+	if info != nil && info.OID != 0 && rel.ID != 0 && rel.ID != info.OID {
+		// Another relation under the bound name: the table was dropped
+		// and created again before the session started.
+		now, exists, err := c.catalog.RelationName(ctx, rel.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			d, err := c.noteDropped(ctx, ref, rel.ID, true)
+			if err != nil {
+				return nil, err
+			}
+			return c.droppedInfo(ctx, rel, d)
+		}
+		if now == ref && !c.restartPending {
+			// The bound table was dropped and created again while the
+			// session runs, and the stream carries the new one: the next
+			// session backfills it.
+			c.restartPending = true
+			c.log.Info("captured table was dropped and created again: restarting the session after this transaction, to backfill the new table",
+				"table", ref.String(), "relation", info.OID, "new_relation", rel.ID, "topic", c.cfg.TopicFor(ref), "commit_lsn", c.shapeLSN.String())
+		}
+	}
+	if info != nil || rel.ID == 0 {
 		return info, nil
 	}
-	info := c.byOID[rel.ID]
+	info = c.byOID[rel.ID]
 	if info == nil {
 		return nil, nil
 	}
@@ -78,11 +122,15 @@ func (c *codecs) boundInfo(ctx context.Context, rel *pgsrc.Relation) (*pgsrc.Tab
 	if exists && now == info.Ref() {
 		return info, nil // a change made under a former name
 	}
-	renamed := &TableRenamedError{From: info.Ref(), To: ref, OID: rel.ID, CommitLSN: c.shapeLSN, Topic: c.cfg.TopicFor(info.Ref())}
-	if exists {
-		renamed.To = now
+	if !exists {
+		// Renamed, then dropped: its changes are the binding's.
+		d, err := c.noteDropped(ctx, info.Ref(), rel.ID, false)
+		if err != nil {
+			return nil, err
+		}
+		return c.droppedInfo(ctx, rel, d)
 	}
-	return nil, renamed
+	return nil, &TableRenamedError{From: info.Ref(), To: now, OID: rel.ID, CommitLSN: c.shapeLSN, Topic: c.cfg.TopicFor(info.Ref())}
 }
 
 // tableCodec is a relation in one shape. A nil codec means the relation is
@@ -95,6 +143,7 @@ type tableCodec struct {
 	topic      string
 	compacted  bool
 	watermarks bool        // the watermarks table
+	dropped    bool        // a dropped table's relation (dropped.go)
 	counts     *opCounters // records by op, in metrics
 	toast      toastTable
 }
@@ -155,7 +204,22 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 	if err != nil || info == nil {
 		return tc, err
 	}
-	st, err := c.schemaTable(ctx, rel, info)
+	var st schema.Table
+	d := c.droppedOf(rel)
+	if d == nil {
+		st, err = c.schemaTable(ctx, rel, info)
+		if errors.Is(err, errTableDropped) {
+			// Gone from the catalog since: the stream is behind it.
+			c.restartPending = c.restartPending || errors.Is(err, errTableRecreated)
+			if d, err = c.noteDropped(ctx, info.Ref(), rel.ID, false); err == nil {
+				info, err = c.droppedInfo(ctx, rel, d)
+			}
+		}
+	}
+	if d != nil && err == nil {
+		tc.ref, tc.dropped = d.ref, true
+		st, err = c.droppedSchemaTable(ctx, rel, d)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +239,7 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 	tc.compacted = isCompacted(c.cfg.Kafka.Topics.Config)
 	tc.counts = c.metrics.opCounters(tc.topic)
 	tc.toast = c.toast.table(info, rel)
+	tc.toast.gone = tc.dropped
 	c.log.Debug("relation", "table", ref.String(), "version", rel.Version, "topic", tc.topic)
 	return tc, nil
 }

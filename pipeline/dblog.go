@@ -122,9 +122,9 @@ func (b *tableBackfill) job() backfillJob {
 // state is the checkpoint's view of the table.
 func (b *tableBackfill) state() offsets.TableState {
 	if b.done {
-		return offsets.TableState{State: offsets.StateStreaming}
+		return offsets.TableState{State: offsets.StateStreaming, OID: b.info.OID}
 	}
-	st := offsets.TableState{State: offsets.StateBackfilling}
+	st := offsets.TableState{State: offsets.StateBackfilling, OID: b.info.OID}
 	switch {
 	case b.order == nil && b.ctid != "":
 		st.Cursor, _ = json.Marshal(map[string]string{"ctid": b.ctid})
@@ -207,8 +207,8 @@ func keyString(k [][]byte) string {
 // backfill will not read.
 func (d *dblog) admit(tc *tableCodec, tuple []pgsrc.Value) bool {
 	b := d.tables[tc.ref]
-	if b == nil || b.done || b.order == nil {
-		return true
+	if b == nil || b.done || b.order == nil || tc.dropped {
+		return true // a dropped relation's changes are not the backfilled table's
 	}
 	k, ok := d.keyOf(tc, tuple)
 	if !ok {

@@ -23,6 +23,9 @@ var (
 	// errRestart ends a session so that the next starts at once from the
 	// checkpoint just committed (after a re-backfill request).
 	errRestart = errors.New("restarting the session for a requested backfill")
+	// errBackfillTableGone: a table being backfilled no longer exists
+	// under its name (backfillError).
+	errBackfillTableGone = errors.New("the table no longer exists (dropped or renamed): the next session finds out which")
 	// ErrSlotAhead reports a slot confirmed past the checkpoint: the changes
 	// in between were confirmed without reaching Kafka.
 	ErrSlotAhead = errors.New("replication slot ahead of the checkpoint")
@@ -86,7 +89,7 @@ func Retryable(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
 		return false
-	case errors.Is(err, errTxnAborted), errors.Is(err, pgsrc.ErrLeaseLost):
+	case errors.Is(err, errTxnAborted), errors.Is(err, pgsrc.ErrLeaseLost), errors.Is(err, errBackfillTableGone):
 		return true
 	case errors.Is(err, ErrFenced), isFenced(err), errors.Is(err, ErrSlotLost), errors.Is(err, ErrSlotAhead),
 		errors.Is(err, offsets.ErrUnreadable), errors.Is(err, pgsrc.ErrSlotInvalidated), errors.Is(err, pgsrc.ErrSlotMismatch),

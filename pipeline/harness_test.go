@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"os"
@@ -45,6 +46,8 @@ type env struct {
 	broker *kfake.Cluster
 	reg    *srfake.Registry
 	cfg    pipeline.Config
+	// logs, when set, gets a copy of the log of every Runner start starts.
+	logs *lockedBuffer
 }
 
 func newEnv(t *testing.T, bindings ...string) *env {
@@ -79,7 +82,11 @@ func (e *env) start(t *testing.T) *running {
 	t.Helper()
 	cfg := e.cfg
 	cfg.SetDefaults()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var w io.Writer = testWriter{t}
+	if e.logs != nil {
+		w = io.MultiWriter(w, e.logs)
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	r, err := pipeline.NewRunner(cfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -30,9 +30,18 @@ func (c *codecs) refresh(ctx context.Context, rel *pgsrc.Relation, info *pgsrc.T
 	}
 	ref := info.Ref()
 	fresh, err := c.catalog.Discover(ctx, []pgsrc.TableRef{ref})
-	if errors.Is(err, pgsrc.ErrTableNotFound) && info.OID != 0 {
-		// Renamed since: the relation lives on under another name.
-		if now, exists, nerr := c.catalog.RelationName(ctx, info.OID); nerr == nil && exists && now != ref {
+	if (errors.Is(err, pgsrc.ErrTableNotFound) || err == nil && fresh[0].OID != info.OID) && info.OID != 0 {
+		// Renamed since: the relation lives on under another name. Or
+		// dropped (and maybe created again: another relation).
+		now, exists, nerr := c.catalog.RelationName(ctx, info.OID)
+		switch {
+		case nerr != nil:
+			return nil, nil, nerr
+		case !exists && err == nil:
+			return nil, nil, errTableRecreated
+		case !exists:
+			return nil, nil, errTableDropped
+		case now != ref:
 			return nil, nil, &TableRenamedError{From: ref, To: now, OID: info.OID, CommitLSN: c.shapeLSN, Topic: c.cfg.TopicFor(ref)}
 		}
 	}

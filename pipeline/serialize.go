@@ -73,6 +73,12 @@ func (s *serializerStage) run(ctx context.Context, in <-chan *changeBatch, out c
 				return err // after a restart batch, the producer restarts the session
 			}
 		}
+		if !tx.open {
+			if err := s.codecs.checkDrops(ctx, time.Now()); err != nil {
+				return err
+			}
+			s.codecs.passDrops(cb.idleLSN, b.rb)
+		}
 		if cb.idleLSN != 0 && !tx.open {
 			b.rb.commitLSN = max(b.rb.commitLSN, cb.idleLSN)
 		}
@@ -133,7 +139,8 @@ func (s *serializerStage) commit(ctx context.Context, ch *pgsrc.Change, tx *txSt
 	if !tx.inKafka {
 		b.rb.commitLSN, b.rb.commitTime = ch.EndLSN, ch.CommitTime
 	}
-	if s.dblog.restartDue() {
+	s.codecs.passDrops(ch.EndLSN, b.rb)
+	if s.dblog.restartDue() || s.codecs.restartPending && !s.dblog.holding() {
 		b.rb.restart = true
 		return true, s.ship(ctx, b)
 	}

@@ -39,6 +39,13 @@ type session struct {
 	tables  []pgsrc.Table
 	refs    []pgsrc.TableRef // the tables' names, in binding order
 	bound   map[pgsrc.TableRef]*pgsrc.Table
+	missing []*pgsrc.TableNotFoundError // bound tables the catalog lacks
+
+	// settleDropped (dropped.go), once the checkpoint is read: the bound
+	// tables dropped whose changes the stream may still carry, and the
+	// checkpoint states of bound tables the catalog lacks, by name.
+	dropped []*droppedTable
+	carried map[string]offsets.TableState
 
 	// openKafka: the fenced transactional client and the checkpoint.
 	client *kgo.Client
@@ -98,6 +105,9 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	if err := s.openKafka(ctx); err != nil {
+		return err
+	}
+	if err := s.settleDropped(ctx); err != nil {
 		return err
 	}
 	if err := s.prepareSource(ctx); err != nil {
@@ -364,6 +374,7 @@ func (s *session) wire() {
 		log:      log,
 		rows:     rowEncoder{limit: limit},
 	}
+	s.serializer.codecs.addDropped(s.dropped)
 	if s.binary {
 		s.serializer.keyText = &keyText{}
 	}
@@ -460,12 +471,15 @@ func (s *session) resolveTables(ctx context.Context) ([]pgsrc.Table, error) {
 			}
 		}
 	}
-	tables, err := s.catalog.Discover(ctx, refs)
+	// A bound table missing may be a dropped one: settleDropped decides
+	// once the checkpoint is read.
+	tables, missing, err := s.catalog.DiscoverPresent(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
+	s.missing = missing
 	tables = slices.DeleteFunc(tables, func(t pgsrc.Table) bool { return t.Ref() == watermarks })
-	if len(tables) == 0 {
+	if len(tables) == 0 && len(missing) == 0 {
 		return nil, errors.New("bindings: no table to capture: none is configured and the user can read none")
 	}
 	var unkeyed []error
@@ -525,10 +539,11 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 		st, known := prev[name]
 		switch {
 		case known && st.State != offsets.StateBackfilling:
+			st.OID = t.OID
 			s.start.Tables[name] = st
 			continue
 		case !known && skip[name]:
-			s.start.Tables[name] = offsets.TableState{State: offsets.StateSkipped}
+			s.start.Tables[name] = offsets.TableState{State: offsets.StateSkipped, OID: t.OID}
 			continue
 		}
 		if scanner == nil {
@@ -550,6 +565,9 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 		s.start.Tables[name] = b.state()
 		byRef[t.Ref()] = b
 		order = append(order, b)
+	}
+	for name, st := range s.carried {
+		s.start.Tables[name] = st
 	}
 	return byRef, order, nil
 }

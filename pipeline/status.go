@@ -57,7 +57,7 @@ func backfillShares(ctx context.Context, cfg Config, catalog *pgsrc.Catalog, cp 
 	if len(refs) == 0 {
 		return nil
 	}
-	described, err := catalog.Discover(ctx, refs)
+	described, _, err := catalog.DiscoverPresent(ctx, refs) // a table dropped while backfilled has no share
 	if err != nil {
 		return err
 	}

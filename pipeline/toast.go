@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -109,6 +110,8 @@ type toastTable struct {
 	// value) and when the cache is disabled.
 	cache bool
 	info  *pgsrc.Table
+	// gone: the table was dropped, no row of it is left to read.
+	gone bool
 }
 
 func newToastReconciler(cfg *Config, m *Metrics, log *slog.Logger) *toastReconciler {
@@ -233,6 +236,11 @@ func (r *toastReconciler) reconcile(ctx context.Context, tc *tableCodec, ch *pgs
 	if missing == 0 {
 		return nil
 	}
+	if tc.toast.gone {
+		r.unavailable.Add(float64(missing))
+		r.lastResort(tc, ch)
+		return nil
+	}
 	// The database: the row as it is now.
 	key, ok := r.key(tc, ch.New)
 	if !ok {
@@ -242,7 +250,14 @@ func (r *toastReconciler) reconcile(ctx context.Context, tc *tableCodec, ch *pgs
 	row, read := r.fetched[string(key)]
 	if !read || row != nil && !rowCovers(row, ch.New) {
 		if err := r.fetch(ctx, tc, ch); err != nil {
-			return err
+			if !errors.Is(err, pgsrc.ErrTableNotFound) {
+				return err
+			}
+			// Dropped since (dropped.go): no row is left to read.
+			tc.toast.gone = true
+			r.unavailable.Add(float64(missing))
+			r.lastResort(tc, ch)
+			return nil
 		}
 		row = r.fetched[string(r.keyBuf(tc, ch.New))]
 	}

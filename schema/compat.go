@@ -399,6 +399,36 @@ func (r *Registry) Inherit(ctx context.Context, t *Table) error {
 	return nil
 }
 
+// Registered describes the latest versions of topic's subjects, for a
+// table the catalog no longer describes (dropped: the stream still
+// carries its last changes): the Avro field names of its key, in key
+// order (none: null keys, or nothing registered), and the value fields
+// that are nullable. Encoding by them keeps the key bytes (and so the
+// partition and the compaction key) and the value schema the topic has.
+func (r *Registry) Registered(ctx context.Context, topic string) (key []string, nullable map[string]bool, err error) {
+	ks, _, err := r.Latest(ctx, topic+"-key")
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec := asRecord(ks); rec != nil {
+		for _, f := range rec.Fields() {
+			key = append(key, f.Name())
+		}
+	}
+	vs, _, err := r.Latest(ctx, topic+"-value")
+	if err != nil {
+		return nil, nil, err
+	}
+	nullable = map[string]bool{}
+	if rec := valueRecord(vs); rec != nil {
+		for _, f := range rec.Fields() {
+			u, ok := deref(f.Type()).(*avro.UnionSchema)
+			nullable[f.Name()] = ok && u.Nullable()
+		}
+	}
+	return key, nullable, nil
+}
+
 // valueRecord finds the <ns>.Value record of a value schema: the top record
 // (flat envelope) or the record of Debezium's before field.
 func valueRecord(s avro.Schema) *avro.RecordSchema {
