@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -42,10 +43,11 @@ type Config struct {
 }
 
 // Secrets are the strings of c that no log line or error may hold:
-// source.password, kafka.sasl.password and the schema registry's
-// (schema.RegistryConfig.Secrets).
+// source.password, kafka.sasl.password, kafka.sasl.oauth.clientSecret and
+// the schema registry's (schema.RegistryConfig.Secrets).
 func (c *Config) Secrets() []secret.String {
-	return append([]secret.String{c.Source.Password, c.Kafka.SASL.Password}, c.SchemaRegistry.Secrets()...)
+	return append([]secret.String{c.Source.Password, c.Kafka.SASL.Password, c.Kafka.SASL.OAuth.ClientSecret},
+		c.SchemaRegistry.Secrets()...)
 }
 
 // Redactor removes c's Secrets from text.
@@ -197,12 +199,57 @@ type TLSConfig struct {
 	InsecureSkipVerify bool   `koanf:"insecureSkipVerify"`
 }
 
-// SASLConfig authenticates with PLAIN or SCRAM.
+// SASL mechanisms, the values of kafka.sasl.mechanism.
+const (
+	SASLPlain       = "plain"
+	SASLScramSHA256 = "scram-sha-256"
+	SASLScramSHA512 = "scram-sha-512"
+	// SASLOAuthBearer sends a token that TokenCommand prints or that an
+	// OAuth 2.0 client-credentials endpoint (OAuth) grants.
+	SASLOAuthBearer = "oauthbearer"
+	// SASLAWSMSKIAM signs each connection with AWS credentials from the
+	// AWS SDK's default chain (Amazon MSK's IAM access control).
+	SASLAWSMSKIAM = "aws_msk_iam"
+)
+
+// SASLConfig authenticates to the brokers: PLAIN or SCRAM with Username
+// and Password, OAUTHBEARER with a token (TokenCommand or OAuth), or
+// AWS_MSK_IAM.
 type SASLConfig struct {
-	// Mechanism is plain, scram-sha-256 or scram-sha-512; empty disables SASL.
-	Mechanism string        `koanf:"mechanism"`
-	Username  string        `koanf:"username"`
-	Password  secret.String `koanf:"password"`
+	// Mechanism is plain, scram-sha-256, scram-sha-512, oauthbearer or
+	// aws_msk_iam; empty disables SASL.
+	Mechanism string `koanf:"mechanism"`
+	// Username and Password are those of plain and SCRAM.
+	Username string        `koanf:"username"`
+	Password secret.String `koanf:"password"`
+	// TokenCommand is, for oauthbearer, the program and its arguments (no
+	// shell) run for each new broker connection (and re-authentication):
+	// what it prints on stdout, trimmed, is the token.
+	TokenCommand []string `koanf:"tokenCommand"`
+	// OAuth is, for oauthbearer, the OAuth 2.0 client-credentials grant
+	// whose token is sent; one of TokenCommand and OAuth.
+	OAuth OAuthConfig `koanf:"oauth"`
+	// Extensions are oauthbearer's SASL extensions (RFC 7628), e.g.
+	// Confluent Cloud's logicalCluster and identityPoolId.
+	Extensions map[string]string `koanf:"extensions"`
+	// AWSRegion is, for aws_msk_iam, the region of the AWS SDK's
+	// credential chain (its STS calls); default the SDK's (AWS_REGION,
+	// the profile). The signature's region is the one in the broker's
+	// host name, as MSK names brokers.
+	AWSRegion string `koanf:"awsRegion"`
+}
+
+// OAuthConfig is kafka.sasl.oauth: an OAuth 2.0 client-credentials grant
+// (RFC 6749 §4.4). Its token is kept until shortly before it expires.
+type OAuthConfig struct {
+	// TokenEndpoint is the token URL (https://; http:// is taken too, for
+	// an endpoint on the loopback).
+	TokenEndpoint string `koanf:"tokenEndpoint"`
+	// ClientID and ClientSecret identify pgkafka to the endpoint.
+	ClientID     string        `koanf:"clientId"`
+	ClientSecret secret.String `koanf:"clientSecret"`
+	// Scope is the space-separated scopes asked for; empty asks for none.
+	Scope string `koanf:"scope"`
 }
 
 // SetDefaults fills every unset field with its default (and Complete's).
@@ -282,7 +329,7 @@ func (c *Config) Complete() {
 }
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
-var saslMechanisms = []string{"plain", "scram-sha-256", "scram-sha-512"}
+var saslMechanisms = []string{SASLPlain, SASLScramSHA256, SASLScramSHA512, SASLOAuthBearer, SASLAWSMSKIAM}
 
 // Validate reports every problem of the configuration at once, each with
 // its key path, block by block.
@@ -469,21 +516,73 @@ func (t *TopicsConfig) validate(p *problems) {
 	}
 }
 
-// validateAuth checks the kafka.sasl and kafka.tls blocks.
+// validateAuth checks the kafka.sasl and kafka.tls blocks: each key is
+// required by its mechanism and refused by the others.
 func (k *KafkaConfig) validateAuth(p *problems) {
-	if k.SASL.Mechanism != "" {
-		if !slices.Contains(saslMechanisms, k.SASL.Mechanism) {
-			p.add("kafka.sasl.mechanism", "%q is not one of %s", k.SASL.Mechanism, strings.Join(saslMechanisms, ", "))
+	s := &k.SASL
+	m := s.Mechanism
+	if m != "" && !slices.Contains(saslMechanisms, m) {
+		p.add("kafka.sasl.mechanism", "%q is not one of %s", m, strings.Join(saslMechanisms, ", "))
+		m = "?" // the other keys are not checked against an unknown mechanism
+	}
+	userPass := m == SASLPlain || m == SASLScramSHA256 || m == SASLScramSHA512
+	switch {
+	case userPass && s.Username == "":
+		p.add("kafka.sasl.username", "required with kafka.sasl.mechanism %s", m)
+	case m != "?" && !userPass && s.Username != "":
+		p.add("kafka.sasl.username", "set, but kafka.sasl.mechanism is %q: it goes with plain and scram only", m)
+	}
+	switch {
+	case userPass && s.Password == "":
+		p.add("kafka.sasl.password", "required with kafka.sasl.mechanism %s (or PGKAFKA_KAFKA__SASL__PASSWORD)", m)
+	case m != "?" && !userPass && s.Password != "":
+		p.add("kafka.sasl.password", "set, but kafka.sasl.mechanism is %q: it goes with plain and scram only", m)
+	}
+	oauth := s.OAuth != OAuthConfig{}
+	command := len(s.TokenCommand) > 0
+	switch {
+	case m == SASLOAuthBearer && !oauth && !command:
+		p.add("kafka.sasl.tokenCommand", "required with kafka.sasl.mechanism oauthbearer, or kafka.sasl.oauth: where the token comes from")
+	case m == SASLOAuthBearer && oauth && command:
+		p.add("kafka.sasl", "tokenCommand and oauth are both set: keep one source of the oauthbearer token")
+	case m != SASLOAuthBearer && m != "?" && (oauth || command || len(s.Extensions) > 0):
+		p.add("kafka.sasl", "tokenCommand, oauth and extensions go with kafka.sasl.mechanism oauthbearer, not %q", m)
+	}
+	if command && s.TokenCommand[0] == "" {
+		p.add("kafka.sasl.tokenCommand[0]", "empty: the program that prints the token")
+	}
+	if oauth {
+		s.OAuth.validate(p)
+	}
+	for name := range s.Extensions {
+		// RFC 7628 §3.1: key = 1*(ALPHA); "auth" is the token's own.
+		if name == "" || name == "auth" || strings.IndexFunc(name, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') }) >= 0 {
+			p.add("kafka.sasl.extensions", "%q is not an extension name (letters only, not auth)", name)
 		}
-		if k.SASL.Username == "" {
-			p.add("kafka.sasl.username", "required with kafka.sasl.mechanism")
-		}
-		if k.SASL.Password == "" {
-			p.add("kafka.sasl.password", "required with kafka.sasl.mechanism (or PGKAFKA_KAFKA__SASL__PASSWORD)")
-		}
+	}
+	switch {
+	case m == SASLAWSMSKIAM && !k.TLS.Enabled:
+		p.add("kafka.tls.enabled", "required with kafka.sasl.mechanism aws_msk_iam: MSK's IAM listener (port 9098) takes TLS only")
+	case m != SASLAWSMSKIAM && m != "?" && s.AWSRegion != "":
+		p.add("kafka.sasl.awsRegion", "set, but kafka.sasl.mechanism is %q: it goes with aws_msk_iam", m)
 	}
 	if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
 		p.add("kafka.tls", "certFile and keyFile go together")
+	}
+}
+
+// validate checks kafka.sasl.oauth.
+func (o *OAuthConfig) validate(p *problems) {
+	if o.TokenEndpoint == "" {
+		p.add("kafka.sasl.oauth.tokenEndpoint", "required: the URL of the OAuth 2.0 token endpoint")
+	} else if u, err := url.Parse(o.TokenEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p.add("kafka.sasl.oauth.tokenEndpoint", "%q is not an https:// URL", redactURL(o.TokenEndpoint))
+	}
+	if o.ClientID == "" {
+		p.add("kafka.sasl.oauth.clientId", "required with kafka.sasl.oauth")
+	}
+	if o.ClientSecret == "" {
+		p.add("kafka.sasl.oauth.clientSecret", "required with kafka.sasl.oauth (or PGKAFKA_KAFKA__SASL__OAUTH__CLIENTSECRET)")
 	}
 }
 
@@ -572,4 +671,13 @@ func validTopicName(s string) bool {
 		}
 	}
 	return true
+}
+
+// redactURL hides any password in a URL for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

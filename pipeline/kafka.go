@@ -12,8 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/pgkafka/pgkafka/pgsrc/secret"
 )
@@ -32,7 +30,7 @@ func (k *KafkaConfig) clientOpts(log *slog.Logger) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(k.Brokers...),
 		kgo.ClientID(k.ClientID),
-		kgo.WithLogger(kgoLogger{log: log, red: secret.NewRedactor(k.SASL.Password)}),
+		kgo.WithLogger(kgoLogger{log: log, red: secret.NewRedactor(k.SASL.Password, k.SASL.OAuth.ClientSecret)}),
 	}
 	if k.TLS.Enabled || k.TLS.CAFile != "" || k.TLS.CertFile != "" {
 		tc, err := k.TLS.config()
@@ -41,13 +39,12 @@ func (k *KafkaConfig) clientOpts(log *slog.Logger) ([]kgo.Opt, error) {
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
-	switch k.SASL.Mechanism {
-	case "plain":
-		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: string(k.SASL.Password)}.AsMechanism()))
-	case "scram-sha-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: string(k.SASL.Password)}.AsSha256Mechanism()))
-	case "scram-sha-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: string(k.SASL.Password)}.AsSha512Mechanism()))
+	mech, err := k.saslMechanism()
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
 	}
 	return opts, nil
 }
@@ -156,8 +153,8 @@ func createTopics(ctx context.Context, adm *kadm.Client, cfg TopicsConfig, topic
 	return errors.Join(errs...)
 }
 
-// kgoLogger bridges kgo's logger to slog. kgo knows the SASL password: its
-// messages and values go out with the password removed (red).
+// kgoLogger bridges kgo's logger to slog. kgo knows the SASL password (and
+// the client secret): its messages and values go out without them (red).
 type kgoLogger struct {
 	log *slog.Logger
 	red *secret.Redactor

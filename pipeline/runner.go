@@ -97,7 +97,7 @@ const (
 // supervisor that restarts pgkafka, to see), but for a slot still held by
 // a predecessor, which is waited for. It may be called once.
 func (r *Runner) Run(ctx context.Context) error {
-	return r.red.Error(r.run(ctx))
+	return r.red.Error(r.cfg.Kafka.explainAuth(r.run(ctx)))
 }
 
 func (r *Runner) run(ctx context.Context) error {

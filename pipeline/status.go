@@ -97,7 +97,7 @@ func backfillShares(ctx context.Context, cfg Config, catalog *pgsrc.Catalog, cp 
 // never hold a password of cfg.
 func ReadStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error) {
 	st, err := readStatus(ctx, cfg, now)
-	return st, cfg.Redactor().Error(err)
+	return st, cfg.Redactor().Error(cfg.Kafka.explainAuth(err))
 }
 
 func readStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error) {

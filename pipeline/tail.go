@@ -27,7 +27,7 @@ type Decoded struct {
 // password of cfg.
 func Tail(ctx context.Context, cfg *Config, topics []string, log *slog.Logger, fn func(Decoded) error) error {
 	red := cfg.Redactor()
-	return red.Error(tail(ctx, cfg, topics, slog.New(red.Handler(log.Handler())), fn))
+	return red.Error(cfg.Kafka.explainAuth(tail(ctx, cfg, topics, slog.New(red.Handler(log.Handler())), fn)))
 }
 
 func tail(ctx context.Context, cfg *Config, topics []string, log *slog.Logger, fn func(Decoded) error) error {

@@ -17,12 +17,34 @@ type RegistryConfig struct {
 	Username string `koanf:"username"`
 	// Password is the basic-authentication password.
 	Password secret.String `koanf:"password"`
+	// BearerToken is sent as "Authorization: Bearer <token>" with every
+	// request; instead of basic authentication.
+	BearerToken secret.String `koanf:"bearerToken"`
+	// TokenCommand is the program and its arguments (no shell) whose
+	// stdout, trimmed, is the bearer token: run at the first request, and
+	// again when the registry answers 401 (the token expired).
+	TokenCommand []string `koanf:"tokenCommand"`
+	// TLS configures https:// URLs: the CA to trust, a client certificate.
+	TLS RegistryTLS `koanf:"tls"`
 	// OnIncompatible is what a schema change that is not BACKWARD compatible
 	// with its subject's latest version does: "stop" (default) stops the
 	// capture with an error naming the table, subject and fields; "register"
 	// sets the subject's compatibility to NONE and registers it, with a
 	// warning.
 	OnIncompatible string `koanf:"onIncompatible"`
+}
+
+// RegistryTLS is schemaRegistry.tls. Files are PEM.
+type RegistryTLS struct {
+	// CAFile holds the certificates that sign the registry's; default the
+	// system's.
+	CAFile string `koanf:"caFile"`
+	// CertFile and KeyFile are the client certificate of mutual TLS.
+	CertFile string `koanf:"certFile"`
+	KeyFile  string `koanf:"keyFile"`
+	// InsecureSkipVerify accepts any certificate of the registry: for
+	// tests only, it lets anyone in between read the traffic.
+	InsecureSkipVerify bool `koanf:"insecureSkipVerify"`
 }
 
 // DefaultRegistryURL is schemaRegistry.url when unset.
@@ -53,6 +75,21 @@ func (c *RegistryConfig) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, errors.New("schemaRegistry.username: required when schemaRegistry.password is set"))
 	}
+	switch {
+	case c.BearerToken != "" && len(c.TokenCommand) > 0:
+		errs = append(errs, errors.New("schemaRegistry.bearerToken: set, and so is schemaRegistry.tokenCommand: keep one source of the token"))
+	case c.Username != "" && (c.BearerToken != "" || len(c.TokenCommand) > 0):
+		errs = append(errs, errors.New("schemaRegistry.username: set with a bearer token (bearerToken or tokenCommand): a request carries one Authorization, keep basic or bearer"))
+	}
+	if len(c.TokenCommand) > 0 && c.TokenCommand[0] == "" {
+		errs = append(errs, errors.New("schemaRegistry.tokenCommand[0]: empty: the program that prints the token"))
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("schemaRegistry.tls: certFile and keyFile go together"))
+	}
+	if c.TLS != (RegistryTLS{}) && strings.HasPrefix(strings.ToLower(c.URL), "http://") {
+		errs = append(errs, fmt.Errorf("schemaRegistry.tls: set, but schemaRegistry.url %q is http://: use https://", redactURL(c.URL)))
+	}
 	if _, err := ParseOnIncompatible(c.OnIncompatible); err != nil {
 		errs = append(errs, fmt.Errorf("schemaRegistry.onIncompatible: %w", err))
 	}
@@ -60,11 +97,11 @@ func (c *RegistryConfig) Validate() error {
 }
 
 // Secrets are the strings of c that no message may hold: the basic-auth
-// password and, when URL carries a password, URL's userinfo and that
+// password, the bearer token and, when URL carries a password, URL's userinfo and that
 // password, both as written in the configuration and as net/url writes
 // them back (escaped) into the URLs that libraries quote in their errors.
 func (c *RegistryConfig) Secrets() []secret.String {
-	ss := []secret.String{c.Password}
+	ss := []secret.String{c.Password, c.BearerToken}
 	// As written, even when the URL does not parse: the authority between
 	// "://" and the path, up to its last '@'.
 	if _, rest, ok := strings.Cut(c.URL, "://"); ok {

@@ -38,13 +38,9 @@ func NewDecoder(cfg RegistryConfig) (*Decoder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := []sr.ClientOpt{sr.URLs(cfg.URL)}
-	if cfg.Username != "" {
-		opts = append(opts, sr.BasicAuth(cfg.Username, string(cfg.Password)))
-	}
-	cl, err := sr.NewClient(opts...)
+	cl, err := cfg.client()
 	if err != nil {
-		return nil, fmt.Errorf("schema registry client for %s: %w", redactURL(cfg.URL), err)
+		return nil, err
 	}
 	return &Decoder{cl: cl, url: redactURL(cfg.URL), red: secret.NewRedactor(cfg.Secrets()...), schemas: make(map[int]avro.Schema)}, nil
 }

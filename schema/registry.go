@@ -34,8 +34,8 @@ type latest struct {
 	schema  avro.Schema
 }
 
-// NewRegistry returns a client of the registry at cfg.URL, with basic
-// authentication when cfg.Username is set. It makes no request. The errors
+// NewRegistry returns a client of the registry at cfg.URL, with cfg's TLS
+// and authentication (RegistryConfig.client). It makes no request. The errors
 // of its methods never hold the password of cfg.URL or cfg.Password, even
 // when the HTTP client or the registry wrote them (cfg.Secrets).
 func NewRegistry(cfg RegistryConfig) (*Registry, error) {
@@ -44,13 +44,9 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 		return nil, err
 	}
 	policy, _ := ParseOnIncompatible(cfg.OnIncompatible) // validated
-	opts := []sr.ClientOpt{sr.URLs(cfg.URL)}
-	if cfg.Username != "" {
-		opts = append(opts, sr.BasicAuth(cfg.Username, string(cfg.Password)))
-	}
-	cl, err := sr.NewClient(opts...)
+	cl, err := cfg.client()
 	if err != nil {
-		return nil, fmt.Errorf("schema registry client for %s: %w", redactURL(cfg.URL), err)
+		return nil, err
 	}
 	return &Registry{cl: cl, url: redactURL(cfg.URL), red: secret.NewRedactor(cfg.Secrets()...), policy: policy,
 		ids: make(map[string]int), latest: make(map[string]*latest)}, nil

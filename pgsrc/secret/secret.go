@@ -1,7 +1,8 @@
 // Package secret holds String, the type of every password and token in
 // pgkafka's configuration: a string that never prints; and Redactor, which
 // removes such strings from what libraries wrote without knowing them
-// (their errors, their log lines).
+// (their errors, their log lines); and Command, which runs the helper
+// program that prints a short-lived token.
 //
 // It depends on nothing of ours and owns nothing but these, so that every
 // package that holds a credential (pgsrc, schema, pipeline) can share them:
