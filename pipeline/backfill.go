@@ -471,6 +471,10 @@ func (e *chunkEncoder) add(row []pgsrc.Value) error {
 			if dead != nil {
 				rec = *dead
 			}
+		} else if tc.headers != nil {
+			start := len(res.hdrs)
+			res.hdrs, res.enc = tc.headers.appendTo(res.hdrs, res.enc, schema.OpRead, -1, -1, e.ev.TsMs)
+			rec.Headers = res.hdrs[start:len(res.hdrs):len(res.hdrs)]
 		}
 		res.recs = append(res.recs, rec)
 	}

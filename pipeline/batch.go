@@ -36,6 +36,13 @@ type walMsg struct {
 	off, end int
 }
 
+// next is an empty batch sized like b was when it was sent: a stream
+// fills its batches alike, and a slab grown from nothing by doubling
+// copies every byte about once more.
+func (b *walBatch) next() *walBatch {
+	return &walBatch{slab: make([]byte, 0, len(b.slab)), msgs: make([]walMsg, 0, len(b.msgs))}
+}
+
 func (b *walBatch) add(lsn pglogrepl.LSN, data []byte) {
 	off := len(b.slab)
 	b.slab = append(b.slab, data...)
@@ -59,6 +66,9 @@ type changeBatch struct {
 type recordBatch struct {
 	recs []kgo.Record
 	slab []byte
+	// hdrs holds the records' headers (kafka.headers), whose values
+	// alias slab.
+	hdrs []kgo.RecordHeader
 	// commitLSN is the end LSN of the last PostgreSQL transaction the batch
 	// completes (0 if none), or an idle position (see walBatch.idleLSN):
 	// once Kafka holds the batch and everything before, the checkpoint, and
@@ -86,6 +96,11 @@ type txProgress struct {
 	xid       uint32
 	// changes counts its row changes whose records are written.
 	changes int64
+}
+
+// next is an empty batch sized like b (see walBatch.next).
+func (b *recordBatch) next() *recordBatch {
+	return &recordBatch{recs: make([]kgo.Record, 0, len(b.recs)), slab: make([]byte, 0, len(b.slab)), hdrs: make([]kgo.RecordHeader, 0, len(b.hdrs))}
 }
 
 func (b *recordBatch) full() bool {

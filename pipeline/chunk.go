@@ -74,8 +74,9 @@ type chunkOpening struct {
 type chunkResult struct {
 	rows [][]pgsrc.Value // values alias slab
 	slab []byte
-	recs []kgo.Record // keys and values alias enc
+	recs []kgo.Record // keys, values and header values alias enc
 	enc  []byte
+	hdrs []kgo.RecordHeader // the records' headers (kafka.headers)
 	// more: chunks follow this one (a keyless table's chunk that read its
 	// limit; a keyed table's plan says so itself).
 	more bool

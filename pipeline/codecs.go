@@ -146,6 +146,7 @@ type tableCodec struct {
 	dropped    bool        // a dropped table's relation (dropped.go)
 	counts     *opCounters // records by op, in metrics
 	toast      toastTable
+	headers    *recordHeaders // nil without kafka.headers
 }
 
 // captured reports whether ref is a captured table.
@@ -240,6 +241,9 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 	tc.counts = c.metrics.opCounters(tc.topic)
 	tc.toast = c.toast.table(info, rel)
 	tc.toast.gone = tc.dropped
+	if set, _ := parseHeaders(c.cfg.Kafka.Headers); set.any() { // Validate refused bad names
+		tc.headers = &recordHeaders{set: set, table: []byte(tc.ref.Schema + "." + tc.ref.Name)}
+	}
 	c.log.Debug("relation", "table", ref.String(), "version", rel.Version, "topic", tc.topic)
 	return tc, nil
 }

@@ -176,6 +176,9 @@ type KafkaConfig struct {
 	DLQTopic string `koanf:"dlqTopic"`
 	// Topics configures the topics pgkafka creates.
 	Topics TopicsConfig `koanf:"topics"`
+	// Headers are the Kafka headers records carry (headers.go): any of op,
+	// table, lsn, txId, commitTime; none by default.
+	Headers []string `koanf:"headers"`
 	// TLS enables TLS to the brokers.
 	TLS TLSConfig `koanf:"tls"`
 	// SASL authenticates to the brokers.
@@ -466,6 +469,9 @@ func topicKey(topic string) string { return strings.ReplaceAll(topic, ".", "_") 
 // validateProducer checks the kafka block's brokers, topic names and
 // producer settings.
 func (k *KafkaConfig) validateProducer(p *problems) {
+	if _, err := parseHeaders(k.Headers); err != nil {
+		*p = append(*p, err)
+	}
 	if len(k.Brokers) == 0 {
 		p.add("kafka.brokers", "empty: list at least one host:port (or leave the key out for localhost:9092)")
 	}

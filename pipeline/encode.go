@@ -179,13 +179,25 @@ func (e *rowEncoder) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch, key
 			}
 			break
 		}
+		rec.Headers = e.headers(tc, rb)
 		rb.recs = append(rb.recs, rec)
 		tc.counts[e.ev.Op].Inc()
 	}
 	if tombstone && key != nil {
-		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key})
+		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key, Headers: e.headers(tc, rb)})
 	}
 	return nil
+}
+
+// headers appends the kafka.headers of the event to rb and returns them
+// (nil without kafka.headers).
+func (e *rowEncoder) headers(tc *tableCodec, rb *recordBatch) []kgo.RecordHeader {
+	if tc.headers == nil {
+		return nil
+	}
+	start := len(rb.hdrs)
+	rb.hdrs, rb.slab = tc.headers.appendTo(rb.hdrs, rb.slab, e.ev.Op, e.ev.LSN, e.ev.TxID, e.ev.TsMs)
+	return rb.hdrs[start:len(rb.hdrs):len(rb.hdrs)]
 }
 
 func encodeError(tc *tableCodec, ch *pgsrc.Change, err error) error {

@@ -147,7 +147,8 @@ type rec struct {
 	Before    map[string]any
 	After     map[string]any
 	Source    map[string]any
-	Value     map[string]any // the whole value (flat envelope)
+	Value     map[string]any    // the whole value (flat envelope)
+	Headers   map[string]string // the record's Kafka headers
 }
 
 // consume reads topics (read_committed) until done reports true on what
@@ -193,6 +194,12 @@ func decodeRec(t *testing.T, dec *schema.Decoder, r *kgo.Record) rec {
 	t.Helper()
 	ctx := context.Background()
 	x := rec{Topic: r.Topic, Partition: r.Partition, RawKey: r.Key}
+	for _, h := range r.Headers {
+		if x.Headers == nil {
+			x.Headers = map[string]string{}
+		}
+		x.Headers[h.Key] = string(h.Value)
+	}
 	k, err := dec.Decode(ctx, r.Key)
 	if err != nil {
 		t.Fatalf("decoding key at %s@%d: %v", r.Topic, r.Offset, err)

@@ -28,6 +28,7 @@ type messageTopic struct {
 	topic            string
 	include, exclude []*regexp.Regexp
 	records          prometheus.Counter
+	headers          *recordHeaders // nil without kafka.headers; no __table
 }
 
 // newMessageTopic builds the codec of the message topic and registers its
@@ -47,6 +48,9 @@ func newMessageTopic(ctx context.Context, cfg *Config, registry *schema.Registry
 	}
 	if m.exclude, err = prefixRegexps("messages.prefixExcludeList", cfg.Messages.PrefixExcludeList); err != nil {
 		return nil, err
+	}
+	if set, _ := parseHeaders(cfg.Kafka.Headers); set.any() { // Validate refused bad names
+		m.headers = &recordHeaders{set: set}
 	}
 	return m, nil
 }
@@ -88,6 +92,12 @@ func (s *serializerStage) encodeMessage(ch *pgsrc.Change, nowMs int64, rb *recor
 	key := rb.slab[off:len(rb.slab):len(rb.slab)]
 	off = len(rb.slab)
 	rb.slab = m.codec.AppendValue(rb.slab, &ev)
-	rb.recs = append(rb.recs, kgo.Record{Topic: m.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]})
+	rec := kgo.Record{Topic: m.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]}
+	if m.headers != nil {
+		start := len(rb.hdrs)
+		rb.hdrs, rb.slab = m.headers.appendTo(rb.hdrs, rb.slab, schema.OpMessage, ev.LSN, ev.TxID, ev.TsMs)
+		rec.Headers = rb.hdrs[start:len(rb.hdrs):len(rb.hdrs)]
+	}
+	rb.recs = append(rb.recs, rec)
 	m.records.Inc()
 }

@@ -178,10 +178,11 @@ func (s *readerStage) flushDue(now time.Time) bool {
 
 // flush sends the batch downstream and starts the next.
 func (s *readerStage) flush(ctx context.Context, out chan<- *walBatch) error {
+	next := s.batch.next() // before the batch is another stage's
 	if err := s.sendWithStatus(ctx, out, s.batch); err != nil {
 		return err
 	}
-	s.batch = &walBatch{}
+	s.batch = next
 	return nil
 }
 

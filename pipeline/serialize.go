@@ -48,10 +48,11 @@ func (b *batcher) pending() bool {
 // producer must not commit after it.
 func (s *serializerStage) ship(ctx context.Context, b *batcher) error {
 	b.rb.inWindow = s.dblog.holding()
+	next := b.rb.next() // before the batch is the producer's
 	if err := send(ctx, b.out, b.rb); err != nil {
 		return err
 	}
-	b.rb = &recordBatch{}
+	b.rb = next
 	return nil
 }
 
