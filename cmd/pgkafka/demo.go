@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pgkafka/pgkafka/pgsrc"
 	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
 	"github.com/pgkafka/pgkafka/pipeline"
 )
@@ -89,9 +90,14 @@ func runDemo(ctx context.Context, stdout io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "pgkafka demo: PostgreSQL at %s (database demo), Kafka at %s, schema registry at %s\n",
-		src.Address, strings.Join(cfg.Kafka.Brokers, ","), cfg.SchemaRegistry.URL)
-	fmt.Fprintln(stdout, "Streaming the shop's customers and orders under a steady write load; Ctrl-C stops.")
+	full, err := fullIdentity(ctx, &src)
+	if err != nil {
+		return err
+	}
+	p := &demoPrinter{out: stdout, full: full, header: demoHeader(src.Address, cfg.Kafka.Brokers, cfg.SchemaRegistry.URL)}
+	if _, err := io.WriteString(stdout, p.header); err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(context.WithoutCancel(gctx)) })
@@ -115,10 +121,7 @@ func runDemo(ctx context.Context, stdout io.Writer, log *slog.Logger) error {
 			return nil
 		}
 		topics := []string{"demo.public.customers", "demo.public.orders"}
-		return pipeline.Tail(gctx, &cfg, topics, log, func(d pipeline.Decoded) error {
-			_, err := fmt.Fprintln(stdout, formatRecord(d))
-			return err
-		})
+		return pipeline.Tail(gctx, &cfg, topics, log, p.print)
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -128,24 +131,87 @@ func runDemo(ctx context.Context, stdout io.Writer, log *slog.Logger) error {
 	return err
 }
 
-// formatRecord renders a decoded Debezium record on one line:
-// topic, op, key and the row (after, or before for a delete).
-func formatRecord(d pipeline.Decoded) string {
+// demoHeaderEvery is how many records the demo prints between two
+// prints of its header, so that the addresses and the kcat command stay
+// on the screen.
+const demoHeaderEvery = 30
+
+// demoHeader says where everything is and how to read the topics with a
+// client pgkafka did not write.
+func demoHeader(pg string, brokers []string, registry string) string {
+	return fmt.Sprintf("pgkafka demo: PostgreSQL at %s (database demo), Kafka at %s, schema registry at %s\n"+
+		"  streaming the shop's customers and orders under a steady write load; Ctrl-C stops\n"+
+		"  read them yourself: kcat -b %s -C -t demo.public.orders -o beginning -X isolation.level=read_committed -s value=avro -r %s\n"+
+		"  (-s and -r need a kcat built with Avro, as Confluent's; Debian's is not: drop them to see the raw records)\n",
+		pg, strings.Join(brokers, ","), registry, brokers[0], registry)
+}
+
+// fullIdentity reports, by table name, whether the demo's tables have
+// REPLICA IDENTITY FULL: only then does a delete carry the old row.
+func fullIdentity(ctx context.Context, src *pgsrc.Config) (map[string]bool, error) {
+	conn, err := pgsrc.Connect(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT relname, relreplident = 'f' FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')`)
+	if err != nil {
+		return nil, fmt.Errorf("demo: reading the tables' replica identity: %w", err)
+	}
+	full := map[string]bool{}
+	for rows.Next() {
+		var name string
+		var f bool
+		if err := rows.Scan(&name, &f); err != nil {
+			return nil, err
+		}
+		full[name] = f
+	}
+	return full, rows.Err()
+}
+
+// demoPrinter prints decoded records, one a line, and the header again
+// every demoHeaderEvery records.
+type demoPrinter struct {
+	out     io.Writer
+	full    map[string]bool
+	header  string
+	printed int
+}
+
+func (p *demoPrinter) print(d pipeline.Decoded) error {
+	if p.printed > 0 && p.printed%demoHeaderEvery == 0 {
+		if _, err := io.WriteString(p.out, p.header); err != nil {
+			return err
+		}
+	}
+	p.printed++
+	_, err := fmt.Fprintln(p.out, formatRecord(d, p.full))
+	return err
+}
+
+// formatRecord renders a decoded Debezium record on one line: topic, op,
+// key and the row. A delete shows its key, and its old row only when the
+// table has REPLICA IDENTITY FULL: otherwise PostgreSQL sends only the
+// key, and the other fields of "before" hold no data.
+func formatRecord(d pipeline.Decoded, full map[string]bool) string {
 	table := d.Topic[strings.LastIndexByte(d.Topic, '.')+1:]
 	if d.Value == nil {
-		return fmt.Sprintf("%-9s tombstone key=%s", table, compact(d.Key))
+		return fmt.Sprintf("%-9s tombstone key=%s (compaction removes the key)", table, compact(d.Key))
 	}
 	v, _ := d.Value.(map[string]any)
 	op, _ := unwrapUnion(v["op"]).(string)
-	row := unwrapUnion(v["after"])
-	if op == "d" {
-		row = unwrapUnion(v["before"])
-	}
 	lsn := ""
 	if src, ok := unwrapUnion(v["source"]).(map[string]any); ok {
 		lsn = fmt.Sprint(unwrapUnion(src["lsn"]))
 	}
-	return fmt.Sprintf("%-9s op=%s lsn=%s key=%s row=%s", table, op, lsn, compact(d.Key), compact(row))
+	if op == "d" {
+		if !full[table] {
+			return fmt.Sprintf("%-9s op=d lsn=%s key=%s deleted (the old row is sent only with REPLICA IDENTITY FULL)", table, lsn, compact(d.Key))
+		}
+		return fmt.Sprintf("%-9s op=d lsn=%s key=%s deleted row=%s", table, lsn, compact(d.Key), compact(unwrapUnion(v["before"])))
+	}
+	return fmt.Sprintf("%-9s op=%s lsn=%s key=%s row=%s", table, op, lsn, compact(d.Key), compact(unwrapUnion(v["after"])))
 }
 
 // unwrapUnion turns hamba/avro's {"type name": value} union form into value.

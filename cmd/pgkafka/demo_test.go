@@ -20,10 +20,11 @@ func TestDemoShowsRecordsAndCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// Records, a delete among them, and the header printed again.
 	deadline := time.Now().Add(time.Minute)
-	for strings.Count(out.String(), "op=") < 5 {
+	for strings.Count(out.String(), "op=") < demoHeaderEvery+5 || !strings.Contains(out.String(), "op=d") {
 		if time.Now().After(deadline) {
-			t.Fatalf("fewer than 5 decoded records after a minute:\n%s", out.String())
+			t.Fatalf("fewer than %d decoded records, or no delete, after a minute:\n%s", demoHeaderEvery+5, out.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -31,6 +32,16 @@ func TestDemoShowsRecordsAndCleansUp(t *testing.T) {
 	for _, want := range []string{"orders ", "op=c", "key={id:", "amount:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "read them yourself: kcat -b "); n < 2 {
+		t.Errorf("the header with the kcat command was printed %d times in %d records:\n%s", n, strings.Count(text, "op="), text)
+	}
+	// A delete of a table without REPLICA IDENTITY FULL shows its key, not
+	// a row of zeros and 1970 dates.
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, "op=d") && (!strings.Contains(line, "key={id:") || strings.Contains(line, "row=") || strings.Contains(line, "1970")) {
+			t.Errorf("a delete line shows more than its key: %s", line)
 		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
