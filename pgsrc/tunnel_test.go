@@ -241,3 +241,32 @@ func writeTemp(t *testing.T, content string) string {
 	}
 	return p
 }
+
+// TestTunnelConfig: the tunnel's keys are validated with their paths in
+// the source block, its secrets are the source's, and a configuration
+// with a broken tunnel never connects without it.
+func TestTunnelConfig(t *testing.T) {
+	cfg := pgsrc.Config{Address: "db.internal:5432", Password: "pw"}
+	cfg.SetDefaults()
+	cfg.NetworkTunnel.SSHForwarding = tunnel.Config{HostKey: "SHA256:abc", PrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n-----END OPENSSH PRIVATE KEY-----"}
+	err := cfg.Validate()
+	for _, want := range []string{
+		"source.networkTunnel.sshForwarding.sshEndpoint: required",
+		"source.networkTunnel.sshForwarding.privateKey: not a private key",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v; want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "xyz") {
+		t.Errorf("error holds the key: %v", err)
+	}
+	if s := cfg.Secrets(); len(s) != 3 || s[1] != cfg.NetworkTunnel.SSHForwarding.PrivateKey {
+		t.Errorf("Secrets() = %d values, want the password, the private key and its passphrase", len(s))
+	}
+	if _, err := cfg.ConnConfig(context.Background(), false); err == nil {
+		t.Error("ConnConfig with an invalid tunnel succeeded: it would connect without the tunnel")
+	} else if pgsrc.IsRetryable(err) {
+		t.Errorf("an invalid tunnel is retryable: %v", err)
+	}
+}

@@ -151,8 +151,6 @@ func (c *Config) Validate(prefix string) error {
 		} else {
 			bad("privateKey", err)
 		}
-	} else if c.PrivateKeyPassphrase != "" && !c.encrypted() {
-		bad("privateKeyPassphrase", errors.New("set, but privateKey is not encrypted: remove it"))
 	}
 	if _, err := c.hostKeyCheck(prefix); err != nil {
 		var ke *keyError
@@ -185,12 +183,6 @@ func (c *Config) pemBytes() []byte {
 	return []byte(s + "\n")
 }
 
-func (c *Config) encrypted() bool {
-	_, err := ssh.ParsePrivateKey(c.pemBytes())
-	var missing *ssh.PassphraseMissingError
-	return errors.As(err, &missing)
-}
-
 // signer parses privateKey. Its errors never hold the key.
 func (c *Config) signer() (ssh.Signer, error) {
 	raw := c.pemBytes()
@@ -208,6 +200,8 @@ func (c *Config) signer() (ssh.Signer, error) {
 	switch {
 	case errors.As(err, &missing):
 		return nil, &keyError{"privateKeyPassphrase", errors.New("required: privateKey is encrypted with a passphrase")}
+	case c.PrivateKeyPassphrase != "" && strings.Contains(err.Error(), "not password protected"):
+		return nil, &keyError{"privateKeyPassphrase", errors.New("set, but privateKey is not encrypted: remove it")}
 	case errors.Is(err, x509.IncorrectPasswordError):
 		return nil, &keyError{"privateKeyPassphrase", errors.New("does not decrypt privateKey")}
 	case strings.HasPrefix(strings.TrimSpace(string(c.PrivateKey)), "ssh-"):
