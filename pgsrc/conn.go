@@ -104,3 +104,11 @@ func ConnectReplication(ctx context.Context, c *Config) (*pgconn.PgConn, error) 
 	}
 	return conn, nil
 }
+
+// tunnelEndpoint is the tunnel's user@host:port, for messages.
+func tunnelEndpoint(t *tunnel.Config) string {
+	if ep, err := tunnel.ParseEndpoint(t.SSHEndpoint); err == nil {
+		return ep.String()
+	}
+	return "(source.networkTunnel.sshForwarding.sshEndpoint)"
+}

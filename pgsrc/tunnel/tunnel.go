@@ -331,6 +331,27 @@ type conn struct {
 
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
 
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.UnixConn.Read(p)
+	return n, c.opError(err)
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.UnixConn.Write(p)
+	return n, c.opError(err)
+}
+
+// opError names the forwarded address in the socket pair's errors, which
+// name none ("write unix @->@").
+func (c *conn) opError(err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		e := *oe
+		e.Net, e.Source, e.Addr = "tcp", nil, c.remote
+		return &e
+	}
+	return err
+}
+
 // socketConn returns a connection that carries ch's bytes through a
 // socket pair, and the copying goroutines, which end when either side
 // closes.
