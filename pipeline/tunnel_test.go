@@ -2,16 +2,24 @@ package pipeline_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
 	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
+	"github.com/pgkafka/pgkafka/pgsrc/tunnel"
+	"github.com/pgkafka/pgkafka/pipeline"
 )
 
 // TestTunnelCaptureSurvivesBastionRestart captures a database that only an
@@ -101,5 +109,36 @@ func TestTunnelCaptureSurvivesBastionRestart(t *testing.T) {
 	}
 	if len(rs) != len(want) {
 		t.Errorf("%d records for %d rows (500 backfilled, the rest inserted once each)", len(rs), len(want))
+	}
+}
+
+// TestTunnelErrorsRetryable: an SSH server out of reach is retried like a
+// database out of reach; a tunnel whose configuration is at fault is not.
+func TestTunnelErrorsRetryable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	_ = ln.Close()
+	_, pemKey, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(pemKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := pgsrc.Config{Address: "db.internal:5432", Password: "pw"}
+	src.SetDefaults()
+	src.NetworkTunnel.SSHForwarding = tunnel.Config{SSHEndpoint: "ssh://u@" + closed,
+		PrivateKey: secret.String(pem.EncodeToMemory(block)), InsecureIgnoreHostKey: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = pgsrc.Connect(ctx, &src)
+	if err == nil || !pipeline.Retryable(err) {
+		t.Errorf("SSH server out of reach: %v; want a retryable error", err)
+	}
+	src.NetworkTunnel.SSHForwarding.PrivateKey = "garbage"
+	_, err = pgsrc.Connect(ctx, &src)
+	if err == nil || pipeline.Retryable(err) {
+		t.Errorf("a private key that does not parse: %v; want an error not retried", err)
 	}
 }
