@@ -238,8 +238,12 @@ func Check(ctx context.Context, cfg *Config, tables []TableRef) (_ []CheckResult
 	if err != nil {
 		return nil, err
 	}
+	via := ""
+	if t := &cfg.NetworkTunnel.SSHForwarding; t.Enabled() {
+		via = " through the SSH tunnel " + tunnelEndpoint(t)
+	}
 	out := []CheckResult{{Name: "connection", OK: true,
-		Detail: fmt.Sprintf("connected to PostgreSQL %s at %s, database %q, as %q", f.version, cfg.Address, cfg.Database, f.user)}}
+		Detail: fmt.Sprintf("connected to PostgreSQL %s at %s%s, database %q, as %q", f.version, cfg.Address, via, cfg.Database, f.user)}}
 	add := func(name string, ok bool, detail, fix string) {
 		if ok {
 			fix = ""

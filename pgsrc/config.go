@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pgkafka/pgkafka/pgsrc/secret"
+	"github.com/pgkafka/pgkafka/pgsrc/tunnel"
 )
 
 // Config is the `source` block of the configuration. Its keys, meanings and
@@ -36,6 +37,26 @@ type Config struct {
 	AWSRegion string `koanf:"awsRegion"`
 	// Advanced holds the options most users never change.
 	Advanced Advanced `koanf:"advanced"`
+	// NetworkTunnel is the optional SSH tunnel every connection to the
+	// database goes through.
+	NetworkTunnel NetworkTunnel `koanf:"networkTunnel"`
+}
+
+// NetworkTunnel is the `source.networkTunnel` block.
+type NetworkTunnel struct {
+	// SSHForwarding reaches the database through an SSH server (which
+	// resolves and dials source.address), when any of its keys is set.
+	SSHForwarding tunnel.Config `koanf:"sshForwarding"`
+}
+
+// sshForwardingKey is the key path of source.networkTunnel.sshForwarding.
+const sshForwardingKey = "source.networkTunnel.sshForwarding"
+
+// Secrets are the strings of the block that no log line or error may
+// hold: source.password and the tunnel's private key and passphrase.
+func (c *Config) Secrets() []secret.String {
+	t := &c.NetworkTunnel.SSHForwarding
+	return []secret.String{c.Password, t.PrivateKey, t.PrivateKeyPassphrase}
 }
 
 // Advanced is the `source.advanced` block.
@@ -181,6 +202,9 @@ func (c *Config) Validate() error {
 		bad("awsRegion", "required with source.auth aws_iam: the AWS region of the database, e.g. us-east-1")
 	case c.Auth != AuthAWSIAM && c.AWSRegion != "":
 		bad("awsRegion", "set, but source.auth is %q: set source.auth to aws_iam, or remove it", c.Auth)
+	}
+	if err := c.NetworkTunnel.SSHForwarding.Validate(sshForwardingKey); err != nil {
+		errs = append(errs, err)
 	}
 	a := c.Advanced
 	if a.BackfillChunkSize < 1 {

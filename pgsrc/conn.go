@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgkafka/pgkafka/pgsrc/tunnel"
 )
 
 // ConnectTimeout bounds how long one connection attempt may take.
@@ -20,6 +22,10 @@ const ConnectTimeout = 15 * time.Second
 // source.auth makes for this connection) is set on the parsed
 // configuration, never written into a string, so no parse error can echo
 // it.
+//
+// With source.networkTunnel.sshForwarding set, the connection goes through
+// the SSH tunnel (one SSH connection shared by all the process's
+// connections): the SSH server resolves and dials source.address.
 func (c *Config) ConnConfig(ctx context.Context, replication bool) (*pgx.ConnConfig, error) {
 	host, port := c.Address, "5432"
 	if h, p, err := net.SplitHostPort(c.Address); err == nil {
@@ -59,6 +65,16 @@ func (c *Config) ConnConfig(ctx context.Context, replication bool) (*pgx.ConnCon
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
 	}
+	if t := &c.NetworkTunnel.SSHForwarding; t.Enabled() {
+		d, err := tunnel.NewDialer(t, sshForwardingKey)
+		if err != nil {
+			return nil, err
+		}
+		cfg.DialFunc = d.DialContext
+		// The SSH server resolves the host (a private name may resolve
+		// only there): pass it on as written.
+		cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
+	}
 	return cfg, nil
 }
 
@@ -87,4 +103,12 @@ func ConnectReplication(ctx context.Context, c *Config) (*pgconn.PgConn, error) 
 		return nil, c.connectError(err)
 	}
 	return conn, nil
+}
+
+// tunnelEndpoint is the tunnel's user@host:port, for messages.
+func tunnelEndpoint(t *tunnel.Config) string {
+	if ep, err := tunnel.ParseEndpoint(t.SSHEndpoint); err == nil {
+		return ep.String()
+	}
+	return "(source.networkTunnel.sshForwarding.sshEndpoint)"
 }

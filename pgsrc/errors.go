@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgkafka/pgkafka/pgsrc/tunnel"
 )
 
 // Sentinels. Branch on them with errors.Is.
@@ -114,7 +116,10 @@ func (c *Config) connectError(err error) error {
 	var pgErr *pgconn.PgError
 	var netErr net.Error
 	var dnsErr *net.DNSError
+	var tunnelErr *tunnel.Error
 	switch {
+	case errors.As(err, &tunnelErr):
+		msg = fmt.Sprintf("cannot reach PostgreSQL at %s (source.address) through the SSH tunnel: %s", at, tunnelErr.Error())
 	case errors.As(err, &pgErr):
 		switch pgErr.Code {
 		case codeInvalidPassword:
@@ -174,6 +179,12 @@ func IsRetryable(err error) bool {
 	}
 	if errors.Is(err, ErrSlotInvalidated) || errors.Is(err, ErrSlotMismatch) {
 		return false
+	}
+	// A tunnel whose configuration is at fault (a refused key or host
+	// key) fails the same way at each attempt; a lost one is retried.
+	var tunnelErr *tunnel.Error
+	if errors.As(err, &tunnelErr) {
+		return tunnelErr.Retryable()
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

@@ -43,11 +43,12 @@ type Config struct {
 }
 
 // Secrets are the strings of c that no log line or error may hold:
-// source.password, kafka.sasl.password, kafka.sasl.oauth.clientSecret and
-// the schema registry's (schema.RegistryConfig.Secrets).
+// the source's (pgsrc.Config.Secrets: its password, the SSH tunnel's
+// private key and passphrase), kafka.sasl.password,
+// kafka.sasl.oauth.clientSecret and the schema registry's
+// (schema.RegistryConfig.Secrets).
 func (c *Config) Secrets() []secret.String {
-	return append([]secret.String{c.Source.Password, c.Kafka.SASL.Password, c.Kafka.SASL.OAuth.ClientSecret},
-		c.SchemaRegistry.Secrets()...)
+	return append(append(c.Source.Secrets(), c.Kafka.SASL.Password, c.Kafka.SASL.OAuth.ClientSecret), c.SchemaRegistry.Secrets()...)
 }
 
 // Redactor removes c's Secrets from text.

@@ -68,7 +68,7 @@ func (c *Cluster) newDatabase(tb testing.TB, with string) *DB {
 			tb.Errorf("dropping database %s: %v", name, err)
 		}
 	})
-	admin, err := pgx.Connect(ctx, c.DSN(name))
+	admin, err := c.connect(ctx, c.DSN(name))
 	if err != nil {
 		tb.Fatalf("connecting to database %s: %v", name, err)
 	}
@@ -84,7 +84,7 @@ func slug(s string) string {
 
 // superExec runs statements on the postgres database as the superuser.
 func (c *Cluster) superExec(ctx context.Context, sql string, args ...any) error {
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	conn, err := c.connect(ctx, c.DSN("postgres"))
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func (d *DB) drop() error {
 			return err
 		}
 	}
-	conn, err := pgx.Connect(ctx, d.cluster.DSN("postgres"))
+	conn, err := d.cluster.connect(ctx, d.cluster.DSN("postgres"))
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (d *DB) Conn(tb testing.TB) *pgx.Conn {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, d.DSN())
+	conn, err := d.cluster.connect(ctx, d.DSN())
 	if err != nil {
 		tb.Fatalf("connecting to database %s: %v", d.Name, err)
 	}
@@ -214,6 +214,9 @@ func (d *DB) SourceConfig(user, password string) pgsrc.Config {
 		Password: secret.String(password),
 	}
 	cfg.Advanced.SSLMode = "disable"
+	if d.cluster.bastion != nil {
+		cfg.NetworkTunnel.SSHForwarding = d.cluster.bastion.Tunnel()
+	}
 	cfg.SetDefaults()
 	return cfg
 }

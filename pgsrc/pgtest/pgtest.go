@@ -57,6 +57,7 @@ type Option func(*options)
 type options struct {
 	binDir   string
 	settings [][2]string
+	bastion  *Bastion
 }
 
 // WithSetting adds a server setting to postgresql.conf; it overrides the
@@ -94,6 +95,7 @@ type Cluster struct {
 	port     int
 	password string
 	cred     *syscall.Credential // nil unless running as root
+	bastion  *Bastion            // WithBastion's, or nil
 
 	closeOnce sync.Once
 	closeErr  error
@@ -135,7 +137,7 @@ func New(opts ...Option) (*Cluster, error) {
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, fmt.Errorf("recording the cluster's owner: %w", err)
 	}
-	c := &Cluster{dir: dir, binDir: binDir}
+	c := &Cluster{dir: dir, binDir: binDir, bastion: o.bastion}
 	if err := c.init(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -306,10 +308,14 @@ func (c *Cluster) writeFile(path, content string) error {
 func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout+10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, name), args...)
+	path, argv := filepath.Join(c.binDir, name), args
+	if c.bastion != nil {
+		path, argv = c.netnsArgs(path, args)
+	}
+	cmd := exec.CommandContext(ctx, path, argv...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-	if c.cred != nil {
+	if c.cred != nil && c.bastion == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
 	}
 	var out bytes.Buffer
