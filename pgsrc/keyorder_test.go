@@ -434,7 +434,7 @@ func readInChunks(t *testing.T, s *pgsrc.Scanner, tbl *pgsrc.Table, o *pgsrc.Key
 		if err != nil {
 			t.Fatal(err)
 		}
-		read, err := s.ScanChunk(ctx, tbl, o, after, end, func(row []pgsrc.Value) error {
+		read, err := s.ScanChunk(ctx, tbl, o, after, end, nil, func(row []pgsrc.Value) error {
 			var k [][]byte
 			for _, v := range o.Key(nil, row) {
 				k = append(k, bytes.Clone(v))

@@ -101,7 +101,7 @@ func TestPublicationDiscovery(t *testing.T) {
 		t.Fatalf("ChunkEnd of 5 filtered rows: %q, %v, %v; want 15 (the 5th id divisible by 3)", end, full, err)
 	}
 	var got []string
-	n, err := sc.ScanChunk(ctx, listed, o, end, nil, func(row []pgsrc.Value) error {
+	n, err := sc.ScanChunk(ctx, listed, o, end, nil, nil, func(row []pgsrc.Value) error {
 		got = append(got, fmt.Sprintf("%s/%s/%s", row[0].Data, row[1].Data, row[2].Data))
 		return nil
 	})
@@ -120,7 +120,7 @@ func TestPublicationDiscovery(t *testing.T) {
 		t.Errorf("EstimateAfter 15: %d, %v; want about the 28 filtered rows left", left, err)
 	}
 	got = got[:0]
-	last, n, err := sc.ScanCTID(ctx, heap, "", 100, func(_ string, row []pgsrc.Value) error {
+	last, n, err := sc.ScanCTID(ctx, heap, "", 100, nil, func(_ string, row []pgsrc.Value) error {
 		if len(row) != 2 {
 			return fmt.Errorf("a row of %d columns", len(row))
 		}

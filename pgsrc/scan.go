@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,10 +26,11 @@ const (
 // Each read is one statement, so it sees one snapshot. Only one goroutine
 // may use a Scanner at a time.
 type Scanner struct {
-	conn   *pgx.Conn
-	user   string
-	params [][]byte
-	row    []Value
+	conn    *pgx.Conn
+	user    string
+	params  [][]byte
+	formats []int16 // result formats, when a read asks for binary columns
+	row     []Value
 }
 
 // OpenScanner connects to the source for backfill reads.
@@ -136,7 +138,7 @@ func (s *Scanner) ChunkEnd(ctx context.Context, t *Table, o *KeyOrder, after [][
 // The row and its values alias buffers that are valid only during the
 // call: fn must copy what it keeps. An error from fn stops the scan (the
 // rest of the result is read and dropped) and is returned as is.
-func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, upTo [][]byte, fn func(row []Value) error) (rows int, err error) {
+func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, upTo [][]byte, binary []bool, fn func(row []Value) error) (rows int, err error) {
 	if err := s.checkOrder(t, o); err != nil {
 		return 0, err
 	}
@@ -154,7 +156,7 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, u
 	}
 	writeWhere(&sql, t, where)
 	sql.WriteString(" ORDER BY " + o.OrderBy())
-	return s.scan(ctx, sql.String(), t.Ref(), "reading a chunk of", false, func(_ []byte, row []Value) error { return fn(row) })
+	return s.scan(ctx, sql.String(), t.Ref(), "reading a chunk of", false, binary, func(_ []byte, row []Value) error { return fn(row) })
 }
 
 // ScanCTID reads a table without a key: it calls fn with at most n rows
@@ -164,7 +166,7 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, u
 // Fewer than n rows means the table is read to its end. On PostgreSQL 14
 // and later a call reads windows of pages, each in a statement of its own. A partitioned
 // table cannot be read this way: ctids repeat across its partitions.
-func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, fn func(ctid string, row []Value) error) (last string, rows int, err error) {
+func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, binary []bool, fn func(ctid string, row []Value) error) (last string, rows int, err error) {
 	if t.Kind == 'p' {
 		return "", 0, fmt.Errorf("reading %s by ctid: it is a partitioned table, whose partitions repeat ctids: give it a primary key or list it in source.advanced.skip_backfills", t.Ref())
 	}
@@ -190,7 +192,7 @@ func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, f
 		for _, p := range params {
 			s.params = append(s.params, []byte(p))
 		}
-		return s.scan(ctx, sql, t.Ref(), "reading by ctid", true, func(ctid []byte, row []Value) error {
+		return s.scan(ctx, sql, t.Ref(), "reading by ctid", true, binary, func(ctid []byte, row []Value) error {
 			lastCTID = append(lastCTID[:0], ctid...)
 			return fn(string(ctid), row)
 		})
@@ -230,9 +232,26 @@ func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, f
 }
 
 // scan runs a query of text parameters s.params and calls fn with each
-// row; withCTID: the first column is the ctid, given apart.
-func (s *Scanner) scan(ctx context.Context, sql string, table TableRef, op string, withCTID bool, fn func(ctid []byte, row []Value) error) (int, error) {
-	rr := s.conn.PgConn().ExecParams(ctx, sql, s.params, nil, nil, nil)
+// row; withCTID: the first column is the ctid, given apart. binary[i]
+// asks for the i-th column (after the ctid) in its type's binary send
+// format (a ValueBinary); nil, every column in text.
+func (s *Scanner) scan(ctx context.Context, sql string, table TableRef, op string, withCTID bool, binary []bool, fn func(ctid []byte, row []Value) error) (int, error) {
+	var formats []int16
+	if slices.Contains(binary, true) {
+		formats = s.formats[:0]
+		if withCTID {
+			formats = append(formats, pgx.TextFormatCode)
+		}
+		for _, b := range binary {
+			if b {
+				formats = append(formats, pgx.BinaryFormatCode)
+			} else {
+				formats = append(formats, pgx.TextFormatCode)
+			}
+		}
+		s.formats = formats
+	}
+	rr := s.conn.PgConn().ExecParams(ctx, sql, s.params, nil, nil, formats)
 	rows := 0
 	var fnErr error
 	for fnErr == nil && rr.NextRow() {
@@ -242,10 +261,13 @@ func (s *Scanner) scan(ctx context.Context, sql string, table TableRef, op strin
 			ctid, vals = vals[0], vals[1:]
 		}
 		s.row = s.row[:0]
-		for _, v := range vals {
-			if v == nil {
+		for i, v := range vals {
+			switch {
+			case v == nil:
 				s.row = append(s.row, Value{Kind: ValueNull})
-			} else {
+			case i < len(binary) && binary[i]:
+				s.row = append(s.row, Value{Kind: ValueBinary, Data: v})
+			default:
 				s.row = append(s.row, Value{Kind: ValueText, Data: v})
 			}
 		}

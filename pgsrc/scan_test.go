@@ -119,7 +119,7 @@ func TestScanChunkValuesAreThoseOfPgoutput(t *testing.T) {
 	}
 	defer s.Close(ctx)
 	scanned := 0
-	_, err = s.ScanChunk(ctx, tbl, o, nil, nil, func(row []pgsrc.Value) error {
+	_, err = s.ScanChunk(ctx, tbl, o, nil, nil, nil, func(row []pgsrc.Value) error {
 		scanned++
 		id := string(row[0].Data)
 		want := streamed[id]
@@ -182,7 +182,7 @@ func TestScanChunkBounds(t *testing.T) {
 		t.Fatalf("ChunkEnd after 15 by 5 = %q, %v, %v; want 20, true", end, full, err)
 	}
 	var got []string
-	n, err := s.ScanChunk(ctx, tbl, o, key("5"), key("8"), func(row []pgsrc.Value) error {
+	n, err := s.ScanChunk(ctx, tbl, o, key("5"), key("8"), nil, func(row []pgsrc.Value) error {
 		got = append(got, string(row[0].Data)+"="+string(row[1].Data))
 		return nil
 	})
@@ -190,7 +190,7 @@ func TestScanChunkBounds(t *testing.T) {
 		t.Fatalf("ScanChunk (5, 8] = %d %v, %v", n, got, err)
 	}
 	stop := errors.New("stop")
-	n, err = s.ScanChunk(ctx, tbl, o, nil, nil, func(row []pgsrc.Value) error { return stop })
+	n, err = s.ScanChunk(ctx, tbl, o, nil, nil, nil, func(row []pgsrc.Value) error { return stop })
 	if err != stop || n != 1 {
 		t.Fatalf("ScanChunk with fn failing = %d, %v; want 1, the error", n, err)
 	}
@@ -241,7 +241,7 @@ func readByCTID(t *testing.T, s *pgsrc.Scanner, tbl *pgsrc.Table, size, want int
 	var after string
 	total := 0
 	for {
-		last, n, err := s.ScanCTID(ctx, tbl, after, size, func(ctid string, row []pgsrc.Value) error {
+		last, n, err := s.ScanCTID(ctx, tbl, after, size, nil, func(ctid string, row []pgsrc.Value) error {
 			if len(row) != 2 {
 				t.Fatalf("row of %d values, want 2 (the generated column left out)", len(row))
 			}
@@ -309,7 +309,7 @@ func TestScannerErrorsSayWhatToDo(t *testing.T) {
 	if !errors.Is(err, pgsrc.ErrNotPermitted) || !strings.Contains(err.Error(), `GRANT SELECT ON TABLE "public"."secret" TO "scan_nobody"`) {
 		t.Errorf("reading without SELECT: %v", err)
 	}
-	_, err = s.ScanChunk(ctx, secret, so, nil, nil, func([]pgsrc.Value) error { return nil })
+	_, err = s.ScanChunk(ctx, secret, so, nil, nil, nil, func([]pgsrc.Value) error { return nil })
 	if !errors.Is(err, pgsrc.ErrNotPermitted) {
 		t.Errorf("scanning without SELECT: %v", err)
 	}
@@ -318,7 +318,7 @@ func TestScannerErrorsSayWhatToDo(t *testing.T) {
 	if _, _, err := s.ChunkEnd(ctx, doomed, do, nil, 10); !errors.Is(err, pgsrc.ErrTableNotFound) || !strings.Contains(err.Error(), "public.doomed") {
 		t.Errorf("reading a dropped table: %v", err)
 	}
-	if _, _, err := s.ScanCTID(ctx, parted, "", 10, func(string, []pgsrc.Value) error { return nil }); err == nil || !strings.Contains(err.Error(), "skip_backfills") {
+	if _, _, err := s.ScanCTID(ctx, parted, "", 10, nil, func(string, []pgsrc.Value) error { return nil }); err == nil || !strings.Contains(err.Error(), "skip_backfills") {
 		t.Errorf("reading a partitioned table by ctid: %v", err)
 	}
 	if _, _, err := s.ChunkEnd(ctx, doomed, so, nil, 10); err == nil {

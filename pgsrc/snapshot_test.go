@@ -52,7 +52,7 @@ func TestBeginConsistentSeesDelivered(t *testing.T) {
 	if err := <-began; err != nil {
 		t.Fatal(err)
 	}
-	_, n, err := sc.ScanCTID(ctx, &tables[0], "", 10, func(string, []pgsrc.Value) error { return nil })
+	_, n, err := sc.ScanCTID(ctx, &tables[0], "", 10, nil, func(string, []pgsrc.Value) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

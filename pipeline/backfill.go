@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,7 @@ func (s *backfillStage) run(ctx, soft context.Context) error {
 				if soft.Err() != nil || gctx.Err() != nil {
 					return nil
 				}
-				t := &tableReader{s: s, sc: sc, job: j}
+				t := &tableReader{s: s, sc: sc, job: j, binary: binaryColumns(j.info)}
 				if err := t.run(gctx, soft); err != nil {
 					return err
 				}
@@ -113,6 +114,8 @@ type tableReader struct {
 	sc   *pgsrc.Scanner
 	job  backfillJob
 	prog *tableProgress
+	// binary says which columns are read in binary (binaryColumns).
+	binary []bool
 	// chunkRows is how many rows the next chunk may hold so that its
 	// values stay within maxChunkBytes, from the last chunk's average row
 	// (0: no chunk read yet in this session); chunkBytes sizes its slab.
@@ -356,11 +359,11 @@ func (t *tableReader) read(ctx context.Context, plan *chunkPlan, o chunkOpening)
 		return nil
 	}
 	if t.job.order != nil {
-		if _, err := t.sc.ScanChunk(ctx, t.job.info, t.job.order, plan.after, plan.end, collect); err != nil {
+		if _, err := t.sc.ScanChunk(ctx, t.job.info, t.job.order, plan.after, plan.end, t.binary, collect); err != nil {
 			return nil, err
 		}
 	} else {
-		last, n, err := t.sc.ScanCTID(ctx, t.job.info, plan.ctid, rows, func(_ string, row []pgsrc.Value) error { return collect(row) })
+		last, n, err := t.sc.ScanCTID(ctx, t.job.info, plan.ctid, rows, t.binary, func(_ string, row []pgsrc.Value) error { return collect(row) })
 		if err != nil {
 			return nil, err
 		}
@@ -484,3 +487,26 @@ func (e *chunkEncoder) add(row []pgsrc.Value) error {
 // encodedRowOverhead is about how many bytes a row's record takes beyond
 // its values' text: the envelope, source block and key.
 func encodedRowOverhead(tc *tableCodec) int { return 160 + 8*len(tc.rel.Columns) }
+
+// binaryColumns says, for each column a backfill reads (those pgoutput
+// sends), whether it is read in its type's binary send format: when
+// pgkafka decodes that format (schema.BinarySafe), but for key columns,
+// whose text the chunk cursors and the stream's keys are compared in.
+// PostgreSQL sends a timestamp or a number in binary for much less work
+// than it prints it, and pgkafka reads it for less than it parses the
+// text; the records are the same either way.
+func binaryColumns(info *pgsrc.Table) []bool {
+	var binary []bool
+	for i := range info.Columns {
+		c := &info.Columns[i]
+		if !c.Sent() {
+			continue
+		}
+		typ, mod := c.Resolved()
+		if c.Type.Kind != pgsrc.KindDomain {
+			mod = c.Typmod
+		}
+		binary = append(binary, !slices.Contains(info.KeyColumns, c.Name) && schema.BinarySafe(schemaType(typ, mod)))
+	}
+	return binary
+}
