@@ -19,6 +19,7 @@ type rowEncoder struct {
 	before, after []schema.Datum
 	ev            schema.Event
 	limit         *oversize // kafka.maxRecordBytes
+	tombstones    bool      // format.tombstones
 }
 
 // encode appends the records of one row change (or truncate) to rb.
@@ -183,7 +184,7 @@ func (e *rowEncoder) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch, key
 		rb.recs = append(rb.recs, rec)
 		tc.counts[e.ev.Op].Inc()
 	}
-	if tombstone && key != nil {
+	if tombstone && key != nil && e.tombstones {
 		rb.recs = append(rb.recs, kgo.Record{Topic: tc.topic, Key: key, Headers: e.headers(tc, rb)})
 	}
 	return nil

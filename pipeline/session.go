@@ -372,7 +372,7 @@ func (s *session) wire() {
 		messages: s.messages,
 		resumed:  resumePoint{s.resumed},
 		log:      log,
-		rows:     rowEncoder{limit: limit},
+		rows:     rowEncoder{limit: limit, tombstones: cfg.Format.TombstonesOn()},
 	}
 	s.serializer.codecs.addDropped(s.dropped)
 	if s.binary {

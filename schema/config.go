@@ -148,7 +148,14 @@ type FormatConfig struct {
 	// "null" writes null in nullable columns and array elements and still
 	// fails in non-nullable and key columns.
 	NonFiniteDecimal string `koanf:"nonFiniteDecimal"`
+	// Tombstones says whether a delete's record is followed by a tombstone
+	// (the key with a null value), which compaction needs to remove the
+	// key (Debezium's tombstones.on.delete); nil (the key absent) is true.
+	Tombstones *bool `koanf:"tombstones"`
 }
+
+// TombstonesOn reports whether deletes are followed by tombstones.
+func (c *FormatConfig) TombstonesOn() bool { return c.Tombstones == nil || *c.Tombstones }
 
 // DecimalHandling selects how numeric(p,s) columns are written.
 type DecimalHandling uint8
