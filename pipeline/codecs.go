@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -139,7 +140,8 @@ type tableCodec struct {
 	ref        pgsrc.TableRef
 	rel        *pgsrc.Relation
 	codec      *schema.Codec
-	key        []int // key column indexes
+	key        []int // the table's own key's column indexes: its rows' identity
+	msgKey     []int // the Kafka key's column indexes (keys.go)
 	topic      string
 	compacted  bool
 	watermarks bool        // the watermarks table
@@ -236,7 +238,10 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 		return nil, c.registerError(ref, err)
 	}
 	c.warnForced(ref, forced)
-	tc.codec, tc.topic, tc.key = codec, st.Topic, st.Key
+	tc.codec, tc.topic, tc.key, tc.msgKey = codec, st.Topic, st.Key, st.Key
+	if !tc.dropped && !slices.Equal(c.cfg.messageKey(info), info.KeyColumns) {
+		tc.key = columnIndexes(rel, info.KeyColumns) // none for a table without a key
+	}
 	tc.compacted = isCompacted(c.cfg.Kafka.Topics.Config)
 	tc.counts = c.metrics.opCounters(tc.topic)
 	tc.toast = c.toast.table(info, rel)
@@ -276,13 +281,7 @@ func (c *codecs) schemaTable(ctx context.Context, rel *pgsrc.Relation, info *pgs
 		}
 		st.Columns = append(st.Columns, col)
 	}
-	for _, name := range info.KeyColumns {
-		for i, rc := range rel.Columns {
-			if rc.Name == name {
-				st.Key = append(st.Key, i)
-			}
-		}
-	}
+	st.Key = columnIndexes(rel, c.cfg.messageKey(info))
 	return st, nil
 }
 

@@ -128,6 +128,9 @@ type Binding struct {
 	Resource Resource `koanf:"resource"`
 	// Target is the Kafka topic; default <kafka.topicPrefix>.<namespace>.<stream>.
 	Target string `koanf:"target"`
+	// Key are the columns of the records' Kafka key (and partitioning),
+	// in place of the table's primary key (keys.go); empty: the table's.
+	Key []string `koanf:"key"`
 }
 
 // Resource names the table of a binding.
@@ -399,6 +402,13 @@ func (c *Config) validateBindings(p *problems) {
 		}
 		if r.SyncMode != "incremental" {
 			p.add(key+".resource.syncMode", "%q is not supported: use incremental", r.SyncMode)
+		}
+		for k, col := range b.Key {
+			if col == "" {
+				p.add(fmt.Sprintf("%s.key[%d]", key, k), "empty: name a column")
+			} else if slices.Index(b.Key, col) < k {
+				p.add(fmt.Sprintf("%s.key[%d]", key, k), "column %q is listed twice", col)
+			}
 		}
 		if b.Target != "" && !validTopicName(b.Target) {
 			p.add(key+".target", "%q is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249)", b.Target)

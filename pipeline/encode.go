@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -94,7 +95,10 @@ func (s *serializerStage) encodeUpdate(ctx context.Context, tc *tableCodec, ch *
 	if ch.Old != nil {
 		e.before = datums(e.before, ch.Old)
 		before = e.before
-		if tc.codec.Keyed() && (ch.OldKind == 'K' || keyChanged(tc, before, e.after)) {
+		// An old key tuple ('K') says the table's own key changed: the
+		// Kafka key did when it is that key (a binding's key may not have).
+		ownKey := slices.Equal(tc.key, tc.msgKey)
+		if tc.codec.Keyed() && ((ch.OldKind == 'K' && ownKey) || keyChanged(tc, before, e.after)) {
 			// The key changed: the old key is deleted, the new one created.
 			if s.dblog.admit(tc, ch.Old) {
 				e.set(ch, schema.OpDelete, before, nil, nowMs)
@@ -119,9 +123,10 @@ func (s *serializerStage) encodeUpdate(ctx context.Context, tc *tableCodec, ch *
 	return e.emit(tc, ch, rb, e.after, false)
 }
 
-// keyChanged reports whether the key columns differ between two images.
+// keyChanged reports whether the Kafka key's columns differ between two
+// images.
 func keyChanged(tc *tableCodec, before, after []schema.Datum) bool {
-	for _, i := range tc.key {
+	for _, i := range tc.msgKey {
 		b, a := before[i], after[i]
 		if b.Unchanged || a.Unchanged {
 			continue

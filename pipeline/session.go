@@ -152,6 +152,9 @@ func (s *session) openSource(ctx context.Context) error {
 	if s.tables, err = s.resolveTables(ctx); err != nil {
 		return err
 	}
+	if err := s.cfg.checkKeys(s.tables); err != nil {
+		return err
+	}
 	s.refs = make([]pgsrc.TableRef, len(s.tables))
 	s.bound = make(map[pgsrc.TableRef]*pgsrc.Table, len(s.tables))
 	for i := range s.tables {
