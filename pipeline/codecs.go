@@ -226,7 +226,8 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 	if err != nil {
 		return nil, err
 	}
-	if err := c.registry.Inherit(ctx, &st); err != nil {
+	env, _ := c.cfg.Format.ParsedEnvelope() // Validate refused bad ones
+	if err := c.registry.Inherit(ctx, &st, env); err != nil {
 		return nil, fmt.Errorf("reading the registered schema of %s: %w", ref, err)
 	}
 	codec, err := schema.NewCodec(st, c.cfg.Format, c.source)
@@ -265,11 +266,13 @@ func (c *codecs) schemaTable(ctx context.Context, rel *pgsrc.Relation, info *pgs
 		return schema.Table{}, err
 	}
 	cols := columnsByName(info)
+	n := c.cfg.naming(ref)
 	st := schema.Table{
-		Topic:     c.cfg.TopicFor(ref),
-		Namespace: c.cfg.Kafka.TopicPrefix + "." + ref.Schema + "." + ref.Name,
+		Topic:     n.topic,
+		Namespace: n.namespace,
 		Schema:    ref.Schema,
 		Name:      ref.Name,
+		Subjects:  n.subjects,
 	}
 	for _, rc := range rel.Columns {
 		col, err := c.schemaColumn(ctx, ref, rc, cols[rc.Name])
@@ -282,6 +285,9 @@ func (c *codecs) schemaTable(ctx context.Context, rel *pgsrc.Relation, info *pgs
 		st.Columns = append(st.Columns, col)
 	}
 	st.Key = columnIndexes(rel, c.cfg.messageKey(info))
+	if len(st.Key) > 0 {
+		st.KeyTag = n.tag
+	}
 	return st, nil
 }
 

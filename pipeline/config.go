@@ -180,6 +180,9 @@ type KafkaConfig struct {
 	DLQTopic string `koanf:"dlqTopic"`
 	// Topics configures the topics pgkafka creates.
 	Topics TopicsConfig `koanf:"topics"`
+	// TopicRoutes send the records of the tables a regular expression
+	// matches to one topic (routes.go).
+	TopicRoutes []TopicRoute `koanf:"topicRoutes"`
 	// Headers are the Kafka headers records carry (headers.go): any of op,
 	// table, lsn, txId, commitTime; none by default.
 	Headers []string `koanf:"headers"`
@@ -356,6 +359,7 @@ func (c *Config) Validate() error {
 		p.add("metrics.pprof", "true needs metrics.address, where the profiles are served")
 	}
 	c.Toast.validate(&p)
+	c.Kafka.validateRoutes(&p) // before the bindings, whose topics routes may choose
 	c.validateBindings(&p)
 	c.Kafka.validateProducer(&p)
 	if c.ShutdownTimeout <= 0 {
@@ -429,6 +433,9 @@ func (c *Config) validateBindings(p *problems) {
 			continue
 		}
 		other := c.Bindings[j]
+		if rt := c.route(r.ref()); rt != nil && rt == c.route(other.Resource.ref()) {
+			continue // a route's tables share its topic by design
+		}
 		if b.Target != "" && other.Target != "" && b.Target == other.Target {
 			p.add(key+".target", "topic %q is also the target of bindings[%d]", b.Target, j)
 			continue
@@ -446,10 +453,7 @@ func (r Resource) ref() pgsrc.TableRef { return pgsrc.TableRef{Schema: r.Namespa
 // bindingTopic is the topic of a binding: its target or the table's
 // default topic.
 func (c *Config) bindingTopic(b Binding) string {
-	if b.Target != "" {
-		return b.Target
-	}
-	return c.defaultTopic(b.Resource.ref())
+	return c.TopicFor(b.Resource.ref())
 }
 
 // checkTopics returns a *TopicClashError (several joined) when two of
@@ -466,6 +470,9 @@ func (c *Config) checkTopics(tables []pgsrc.TableRef) error {
 		if !clash {
 			byKey[topicKey(topic)] = i
 			continue
+		}
+		if r := c.route(t); r != nil && r == c.route(tables[j]) {
+			continue // a route's tables share its topic by design
 		}
 		errs = append(errs, &TopicClashError{Tables: [2]pgsrc.TableRef{tables[j], t}, Topics: [2]string{c.TopicFor(tables[j]), topic}})
 	}
@@ -639,6 +646,9 @@ func (c *Config) TopicFor(t pgsrc.TableRef) string {
 		if b.Resource.Namespace == t.Schema && b.Resource.Stream == t.Name && b.Target != "" {
 			return b.Target
 		}
+	}
+	if r := c.route(t); r != nil {
+		return r.Topic
 	}
 	return c.defaultTopic(t)
 }

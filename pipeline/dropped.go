@@ -240,7 +240,8 @@ func (c *codecs) droppedInfo(ctx context.Context, rel *pgsrc.Relation, d *droppe
 	} else if exists {
 		return nil, &TableRenamedError{From: d.ref, To: now, OID: rel.ID, CommitLSN: c.shapeLSN, Topic: d.topic}
 	}
-	key, _, err := c.registry.Registered(ctx, d.topic)
+	keySubject, valueSubject := c.cfg.subjects(d.ref)
+	key, _, err := c.registry.Registered(ctx, keySubject, valueSubject)
 	if err != nil {
 		return nil, fmt.Errorf("reading the registered schemas of dropped table %s (topic %s): %w", d.ref, d.topic, err)
 	}
@@ -282,15 +283,18 @@ func relColumnNames(rel *pgsrc.Relation) []string {
 // found.
 func (c *codecs) droppedSchemaTable(ctx context.Context, rel *pgsrc.Relation, d *droppedTable) (schema.Table, error) {
 	ref := d.ref
-	_, nullable, err := c.registry.Registered(ctx, d.topic)
+	keySubject, valueSubject := c.cfg.subjects(ref)
+	_, nullable, err := c.registry.Registered(ctx, keySubject, valueSubject)
 	if err != nil {
 		return schema.Table{}, fmt.Errorf("reading the registered schemas of dropped table %s (topic %s): %w", ref, d.topic, err)
 	}
+	n := c.cfg.naming(ref)
 	st := schema.Table{
 		Topic:     d.topic,
-		Namespace: c.cfg.Kafka.TopicPrefix + "." + ref.Schema + "." + ref.Name,
+		Namespace: n.namespace,
 		Schema:    ref.Schema,
 		Name:      ref.Name,
+		Subjects:  n.subjects,
 	}
 	for i, rc := range rel.Columns {
 		col, err := c.schemaColumn(ctx, ref, rc, nil)
@@ -304,6 +308,9 @@ func (c *codecs) droppedSchemaTable(ctx context.Context, rel *pgsrc.Relation, d 
 		if slices.Contains(d.info.KeyColumns, rc.Name) {
 			st.Key = append(st.Key, i)
 		}
+	}
+	if len(st.Key) > 0 {
+		st.KeyTag = n.tag
 	}
 	return st, nil
 }

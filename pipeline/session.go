@@ -204,7 +204,9 @@ func (s *session) openKafka(ctx context.Context) error {
 	}
 	topics := make([]string, 0, len(s.refs)+1)
 	for _, ref := range s.refs {
-		topics = append(topics, cfg.TopicFor(ref))
+		if t := cfg.TopicFor(ref); !slices.Contains(topics, t) { // a route's tables share one
+			topics = append(topics, t)
+		}
 	}
 	if cfg.Kafka.OversizedRecords == OversizedDLQ {
 		topics = append(topics, cfg.DeadLetterTopic())

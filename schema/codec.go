@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hamba/avro/v2"
 )
@@ -22,6 +23,9 @@ type Codec struct {
 	cols      []colCodec
 	keyCols   []colCodec // copies of the key columns, never nullable
 	key       []int
+	keyTag    []byte // the key's tag field, Avro-encoded (Table.KeyTag); nil without one
+
+	keySubject, valueSubject string
 
 	keySchema, valueSchema string
 	keyAvro, valueAvro     avro.Schema
@@ -104,8 +108,24 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 	}
 
 	if c.Keyed() {
-		c.keySchema = keySchema(c.namespace, c.keyCols)
+		var tag []string
+		if f := t.KeyTag.Field; f != "" {
+			field := SanitizeName(f)
+			for _, kc := range c.keyCols {
+				if kc.field == field {
+					return nil, fmt.Errorf("schema for %s: key field %q of the table's records is also a key column's", qual, field)
+				}
+			}
+			var b strings.Builder
+			b.WriteString(`{"name":`)
+			jsonString(&b, field)
+			b.WriteString(`,"type":"string"}`)
+			tag = append(tag, b.String())
+			c.keyTag = appendString(nil, t.KeyTag.Value)
+		}
+		c.keySchema = keySchema(c.namespace, c.keyCols, tag...)
 	}
+	c.keySubject, c.valueSubject = t.Subjects.Subjects(t.Topic, t.Namespace, env)
 	switch env {
 	case EnvelopeDebezium:
 		c.valueSchema = debeziumValueSchema(c.namespace, c.cols)
@@ -137,12 +157,13 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 // Topic returns the table's Kafka topic.
 func (c *Codec) Topic() string { return c.topic }
 
-// KeySubject returns the key's registry subject, <topic>-key (Confluent's
-// TopicNameStrategy).
-func (c *Codec) KeySubject() string { return c.topic + "-key" }
+// KeySubject returns the key's registry subject (Table.Subjects; by
+// default <topic>-key, Confluent's TopicNameStrategy).
+func (c *Codec) KeySubject() string { return c.keySubject }
 
-// ValueSubject returns the value's registry subject, <topic>-value.
-func (c *Codec) ValueSubject() string { return c.topic + "-value" }
+// ValueSubject returns the value's registry subject (by default
+// <topic>-value).
+func (c *Codec) ValueSubject() string { return c.valueSubject }
 
 // KeySchema returns the key schema JSON, "" for a keyless table.
 func (c *Codec) KeySchema() string { return c.keySchema }
@@ -210,7 +231,7 @@ func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
 			return dst[:n], c.parseErr(cc, d, err)
 		}
 	}
-	return dst, nil
+	return append(dst, c.keyTag...), nil
 }
 
 // AppendValue appends the Confluent-framed value record of ev. On error dst

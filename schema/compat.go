@@ -362,8 +362,12 @@ func jsonText(s string) string {
 // subject, or when its field had a default there: a rewrite of the table
 // drops the missing value, not what older records need. A subject without
 // versions leaves t as is.
-func (r *Registry) Inherit(ctx context.Context, t *Table) error {
-	old, _, err := r.Latest(ctx, t.Topic+"-value")
+//
+// env is the records' envelope, which names the value record (and so its
+// subject under the record strategies).
+func (r *Registry) Inherit(ctx context.Context, t *Table, env Envelope) error {
+	_, subject := t.Subjects.Subjects(t.Topic, t.Namespace, env)
+	old, _, err := r.Latest(ctx, subject)
 	if err != nil || old == nil {
 		return err
 	}
@@ -399,14 +403,14 @@ func (r *Registry) Inherit(ctx context.Context, t *Table) error {
 	return nil
 }
 
-// Registered describes the latest versions of topic's subjects, for a
+// Registered describes the latest versions of a table's subjects, for a
 // table the catalog no longer describes (dropped: the stream still
 // carries its last changes): the Avro field names of its key, in key
 // order (none: null keys, or nothing registered), and the value fields
 // that are nullable. Encoding by them keeps the key bytes (and so the
 // partition and the compaction key) and the value schema the topic has.
-func (r *Registry) Registered(ctx context.Context, topic string) (key []string, nullable map[string]bool, err error) {
-	ks, _, err := r.Latest(ctx, topic+"-key")
+func (r *Registry) Registered(ctx context.Context, keySubject, valueSubject string) (key []string, nullable map[string]bool, err error) {
+	ks, _, err := r.Latest(ctx, keySubject)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -415,7 +419,7 @@ func (r *Registry) Registered(ctx context.Context, topic string) (key []string, 
 			key = append(key, f.Name())
 		}
 	}
-	vs, _, err := r.Latest(ctx, topic+"-value")
+	vs, _, err := r.Latest(ctx, valueSubject)
 	if err != nil {
 		return nil, nil, err
 	}

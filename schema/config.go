@@ -32,6 +32,11 @@ type RegistryConfig struct {
 	// sets the subject's compatibility to NONE and registers it, with a
 	// warning.
 	OnIncompatible string `koanf:"onIncompatible"`
+	// SubjectNameStrategy names the subjects of a topic's schemas: topic
+	// (<topic>-key, <topic>-value; the default), record (the record's full
+	// name) or topic_record (<topic>-<full name>), which several shapes on
+	// one topic need.
+	SubjectNameStrategy string `koanf:"subjectNameStrategy"`
 }
 
 // RegistryTLS is schemaRegistry.tls. Files are PEM.
@@ -89,6 +94,9 @@ func (c *RegistryConfig) Validate() error {
 	}
 	if c.TLS != (RegistryTLS{}) && strings.HasPrefix(strings.ToLower(c.URL), "http://") {
 		errs = append(errs, fmt.Errorf("schemaRegistry.tls: set, but schemaRegistry.url %q is http://: use https://", redactURL(c.URL)))
+	}
+	if _, err := ParseSubjectNameStrategy(c.SubjectNameStrategy); err != nil {
+		errs = append(errs, fmt.Errorf("schemaRegistry.subjectNameStrategy: %w", err))
 	}
 	if _, err := ParseOnIncompatible(c.OnIncompatible); err != nil {
 		errs = append(errs, fmt.Errorf("schemaRegistry.onIncompatible: %w", err))

@@ -75,7 +75,7 @@ func TestRegistryErrorsHidePasswords(t *testing.T) {
 				_, errDecode := dec.Decode(ctx, []byte{0, 0, 0, 0, 1, 2})
 				for op, err := range map[string]error{
 					"Register": errRegister, "RegisterMessages": reg.RegisterMessages(ctx, mc),
-					"Latest": errLatest, "Inherit": reg.Inherit(ctx, &Table{Topic: "shop.public.orders"}), "Decode": errDecode,
+					"Latest": errLatest, "Inherit": reg.Inherit(ctx, &Table{Topic: "shop.public.orders", Namespace: "shop.public.orders"}, EnvelopeDebezium), "Decode": errDecode,
 				} {
 					if err == nil {
 						t.Errorf("%s: no error", op)

@@ -104,9 +104,9 @@ func recordSchema(b *strings.Builder, ns, name string, cols []colCodec, forceNon
 	b.WriteByte('}')
 }
 
-func keySchema(ns string, keyCols []colCodec) string {
+func keySchema(ns string, keyCols []colCodec, extra ...string) string {
 	var b strings.Builder
-	recordSchema(&b, ns, "Key", keyCols, true)
+	recordSchema(&b, ns, "Key", keyCols, true, extra...)
 	return b.String()
 }
 

@@ -51,6 +51,19 @@ type Table struct {
 	// Key holds indexes into Columns of the key columns, in key order. Empty
 	// means a keyless table: records get a null Kafka key.
 	Key []int
+	// KeyTag, when its Field is set, is a string field the key record ends
+	// with, holding Value: the table a record comes from, when several
+	// tables share a topic (Debezium's ByLogicalTableRouter), so that their
+	// keys stay distinct. Only keyed tables carry it.
+	KeyTag KeyTag
+	// Subjects names the key and value subjects (the zero value: <Topic>-key
+	// and <Topic>-value).
+	Subjects SubjectNameStrategy
+}
+
+// KeyTag is a constant field of a key record.
+type KeyTag struct {
+	Field, Value string
 }
 
 func (t *Table) qualified() string { return t.Schema + "." + t.Name }
