@@ -6,21 +6,47 @@ BENCH_BACKFILL_ROWS ?= 1000000
 BENCH_RSS_ROWS ?= 1000000
 BENCH_DEPLOY_ROWS ?= 300000
 
-.PHONY: all build deps test unit lint bench demo clean
+# The PostgreSQL major versions that test-versions runs the end-to-end tests
+# on, besides the system's 15 that `go test` finds: built once by
+# .ci/pgversions (called by .ci/deps) into $(PGKAFKA_PG_CACHE)/pgMAJOR.
+PGKAFKA_PG_VERSIONS ?= 13 18
+PGKAFKA_PG_CACHE ?= /var/cache/pgkafka
+export PGKAFKA_PG_VERSIONS PGKAFKA_PG_CACHE
+# What test-versions runs on each: the packages whose tests start a server
+# (cmd/pgkafka's too, once they pass on 13: see README, PostgreSQL versions).
+VERSION_PKGS ?= ./pgsrc/... ./pipeline/
+
+.PHONY: all build deps test test-versions test-versions-only unit lint bench demo clean
 
 all: build
 
 build:
 	$(GO) build -o bin/pgkafka ./cmd/pgkafka
 
-# Installs the system packages the tests and the demo need, when missing.
+# Installs the system packages the tests and the demo need, when missing,
+# and builds the PostgreSQL versions of test-versions when not cached.
 deps:
 	.ci/deps
 
 # Lint, then every test under the race detector (PostgreSQL clusters,
-# kfake and srfake are started by the tests themselves).
+# kfake and srfake are started by the tests themselves) on the system's
+# PostgreSQL 15, then the end-to-end tests on the other versions.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) --no-print-directory test-versions-only
+
+# The tests of the packages that start a server, on each PostgreSQL of
+# PGKAFKA_PG_VERSIONS (without -race: the race run on 15 covers that).
+# A test of a feature a version lacks skips there and says why.
+test-versions: deps test-versions-only
+
+test-versions-only:
+	@set -e; for v in $(PGKAFKA_PG_VERSIONS); do \
+		echo "== PostgreSQL $$v: $(PGKAFKA_PG_CACHE)/pg$$v/bin"; \
+		start=$$(date +%s); \
+		PGTEST_BINDIR=$(PGKAFKA_PG_CACHE)/pg$$v/bin $(GO) test -count=1 -timeout 20m $(VERSION_PKGS); \
+		echo "== PostgreSQL $$v: passed in $$(( $$(date +%s) - start )) s"; \
+	done
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi

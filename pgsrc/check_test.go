@@ -132,7 +132,10 @@ func TestSetupWithoutReplication(t *testing.T) {
 	ctx := testContext(t)
 	db := pgCluster(t).NewDatabase(t)
 	db.CreateRole(t, "norepl", "pw", "LOGIN")
-	db.Exec(t, setupSchema+`GRANT SELECT ON orders TO norepl`)
+	// PostgreSQL 15's default, made explicit for the older servers, where
+	// anyone may create tables in public: norepl may not create the
+	// watermarks table.
+	db.Exec(t, setupSchema+`GRANT SELECT ON orders TO norepl; REVOKE CREATE ON SCHEMA public FROM PUBLIC`)
 	cfg := db.SourceConfig("norepl", "pw")
 	err := pgsrc.Setup(ctx, &cfg, []pgsrc.TableRef{orders}, nil)
 	var pe *pgsrc.PrerequisiteError

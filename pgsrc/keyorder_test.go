@@ -340,6 +340,13 @@ func TestKeyOrderAgreesWithPostgreSQL(t *testing.T) {
 
 	for _, c := range orderCases() {
 		t.Run(c.name, func(t *testing.T) {
+			if c.name == "numeric" && pgCluster(t).Major() < 14 {
+				// numeric has no infinities before PostgreSQL 14: the
+				// order of the other values is still checked.
+				c.rows = slices.DeleteFunc(slices.Clone(c.rows), func(r []string) bool {
+					return r[0] == lit("Infinity") || r[0] == lit("-Infinity")
+				})
+			}
 			if strings.Contains(strings.Join(c.cols, ""), "icu") {
 				var ok bool
 				if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu')`).Scan(&ok); err != nil || !ok {

@@ -65,6 +65,12 @@ func TestReaderStreamsMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if major := pgCluster(t).Major(); major < 14 {
+		if r.Messages() {
+			t.Fatalf("messages asked for on PostgreSQL %d, whose pgoutput has no messages option", major)
+		}
+		pgCluster(t).SkipBelow(t, 14, "pgoutput's messages option")
+	}
 	if !r.Messages() {
 		t.Fatal("messages not asked for on PostgreSQL 14+")
 	}

@@ -34,6 +34,7 @@ ANALYZE listed;
 // TestPublicationDiscovery: the catalog reads the publication's column
 // lists and row filters, and the scanner's reads honour both.
 func TestPublicationDiscovery(t *testing.T) {
+	pgCluster(t).SkipBelow(t, 15, "publication column lists and row filters")
 	ctx := testContext(t)
 	db := pgCluster(t).NewDatabase(t)
 	db.Exec(t, pubSchema)
@@ -138,6 +139,7 @@ func TestPublicationDiscovery(t *testing.T) {
 // TestPublicationLeavesOutKey: a column list without the key columns is
 // refused at start, and `pgkafka check` says so with SQL that fixes it.
 func TestPublicationLeavesOutKey(t *testing.T) {
+	pgCluster(t).SkipBelow(t, 15, "publication column lists and row filters")
 	ctx := testContext(t)
 	db := pgCluster(t).NewDatabase(t)
 	db.Exec(t, `CREATE TABLE keyed (a int, b text, v int, PRIMARY KEY (a, b));
@@ -196,6 +198,7 @@ func TestPublicationLeavesOutKey(t *testing.T) {
 // column list that lacks a bound table: check says setup adds the table
 // (with every column), and setup does, leaving the column list as it is.
 func TestCheckReportsPublicationLackingTable(t *testing.T) {
+	pgCluster(t).SkipBelow(t, 15, "publication column lists and row filters")
 	ctx := testContext(t)
 	db, cfg := ownerDB(t)
 	db.Exec(t, `CREATE TABLE public.flow_watermarks (slot TEXT PRIMARY KEY, watermark TEXT);

@@ -17,6 +17,7 @@ import (
 // (or fails alike) from both; for key types, that schema.AppendBinaryText
 // renders the send bytes as exactly the text.
 func TestBinaryConvertersMatchText(t *testing.T) {
+	cluster.SkipBelow(t, 14, "pgoutput's binary option")
 	db := cluster.NewDatabase(t)
 	conn := db.Conn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -45,6 +45,7 @@ func lsnOf(r rec) int64 { v, _ := r.Source["lsn"].(int64); return v }
 // transaction's changes; a rolled-back transaction's transactional message
 // never appears, its non-transactional one does; prefixExcludeList filters.
 func TestMessages(t *testing.T) {
+	cluster.SkipBelow(t, 14, "pgoutput's messages option")
 	e := newEnv(t, "public.t")
 	e.db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
 	e.cfg.Messages.PrefixExcludeList = []string{"noise.*"}
@@ -205,6 +206,7 @@ func waitPartial(t *testing.T, e *env, timeout time.Duration) *offsets.Checkpoin
 // transaction split across Kafka transactions, whose transactional
 // messages count among the changes the checkpoint says Kafka holds.
 func TestMessagesExactlyOnceAcrossRestarts(t *testing.T) {
+	cluster.SkipBelow(t, 14, "pgoutput's messages option")
 	e := newEnv(t, "public.t")
 	e.db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY)`)
 	e.cfg.Kafka.MaxTransactionRecords = 500

@@ -21,7 +21,9 @@
 //
 // The server binaries are looked up in this order: WithBinDir, the
 // PGTEST_BINDIR environment variable, `pg_config --bindir` on PATH, and the
-// newest /usr/lib/postgresql/*/bin.
+// newest /usr/lib/postgresql/*/bin. Tests of a feature that older servers
+// lack skip on them with SkipBelow (make test-versions runs the end-to-end
+// tests on other major versions through PGTEST_BINDIR).
 package pgtest
 
 import (
@@ -92,6 +94,7 @@ func defaultSettings() [][2]string {
 type Cluster struct {
 	dir      string // temporary directory holding data/ and server.log
 	binDir   string
+	major    int // the server's major version, from PG_VERSION
 	port     int
 	password string
 	cred     *syscall.Credential // nil unless running as root
@@ -248,9 +251,29 @@ func (c *Cluster) init() error {
 		return err
 	}
 	defer os.Remove(pwfile)
-	_, err := c.run("initdb", "-D", c.dataDir(), "-U", Superuser, "--pwfile="+pwfile,
-		"--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C", "--no-sync")
-	return err
+	if _, err := c.run("initdb", "-D", c.dataDir(), "-U", Superuser, "--pwfile="+pwfile,
+		"--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(c.dataDir(), "PG_VERSION"))
+	if err != nil {
+		return fmt.Errorf("reading the cluster's major version: %w", err)
+	}
+	if c.major = parseMajor(string(b)); c.major == 0 {
+		return fmt.Errorf("reading the cluster's major version: PG_VERSION holds %q", b)
+	}
+	return nil
+}
+
+// parseMajor is the major version in a PG_VERSION file ("15\n", "9.6\n"):
+// 15, 9; 0 if unreadable.
+func parseMajor(v string) int {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, '.'); i >= 0 {
+		v = v[:i]
+	}
+	n, _ := strconv.Atoi(v)
+	return n
 }
 
 // start writes the settings with a fresh free port and starts the server.
@@ -366,6 +389,19 @@ func (c *Cluster) Address() string { return net.JoinHostPort(c.Host(), strconv.I
 
 // SuperuserPassword is the password of the postgres superuser.
 func (c *Cluster) SuperuserPassword() string { return c.password }
+
+// Major is the server's major version (13, 15, 18, ...).
+func (c *Cluster) Major() int { return c.major }
+
+// SkipBelow skips tb, saying why, when the server's major version is below
+// major, the first one that has feature (e.g. SkipBelow(t, 14, "pgoutput's
+// binary option")). On a server that has it, it does nothing.
+func (c *Cluster) SkipBelow(tb testing.TB, major int, feature string) {
+	tb.Helper()
+	if c.major < major {
+		tb.Skipf("%s needs PostgreSQL %d or later; this server is PostgreSQL %d (%s)", feature, major, c.major, c.binDir)
+	}
+}
 
 // BinDir is the directory of the server binaries in use.
 func (c *Cluster) BinDir() string { return c.binDir }

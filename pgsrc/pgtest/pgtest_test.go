@@ -35,6 +35,21 @@ func TestCluster(t *testing.T) {
 	if walLevel != "logical" {
 		t.Errorf("wal_level = %q, want logical", walLevel)
 	}
+	var versionNum int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&versionNum); err != nil {
+		t.Fatal(err)
+	}
+	if c.Major() != versionNum/10000 {
+		t.Errorf("Major() = %d, the server's server_version_num is %d", c.Major(), versionNum)
+	}
+
+	var ranNewer, ranSame bool
+	t.Run("SkipBelowNewer", func(t *testing.T) { c.SkipBelow(t, c.Major()+1, "a later feature"); ranNewer = true })
+	t.Run("SkipBelowSame", func(t *testing.T) { c.SkipBelow(t, c.Major(), "this version's feature"); ranSame = true })
+	if ranNewer || !ranSame {
+		t.Errorf("SkipBelow on PostgreSQL %d: a test of a PostgreSQL %d feature ran: %v, of a PostgreSQL %d one: %v; want false, true",
+			c.Major(), c.Major()+1, ranNewer, c.Major(), ranSame)
+	}
 
 	cfg := db.SourceConfig("pgtest_reader", "s3cret")
 	if err := cfg.Validate(); err != nil {
