@@ -45,3 +45,32 @@ func TestAuthCommandRotatedPassword(t *testing.T) {
 	}
 	t.Logf("%d writer transactions across a password rotation", n)
 }
+
+// TestCheckReportsAuthProblems: `pgkafka check` names what failed and what
+// to fix when source.auth cannot make a password (the command fails) or
+// the server refuses the one it made, and prints neither password.
+func TestCheckReportsAuthProblems(t *testing.T) {
+	s := newStack(t)
+	role := "checked_" + s.db.Name
+	s.db.CreateRole(t, role, "right-pw", "LOGIN", "REPLICATION")
+	base := readFile(t, s.config(t, role, "unused", countersBinding))
+	withCommand := func(argv string) string {
+		return writeConfig(t, strings.Replace(base, "  password: unused\n", "  auth: command\n  authCommand: "+argv+"\n", 1))
+	}
+
+	code, out := pgkafka(t, "check", "-c", withCommand(`[sh, -c, "echo half-secret; echo token service unreachable >&2; exit 3"]`))
+	if code != 1 || !strings.Contains(out, "source.authCommand") || !strings.Contains(out, "token service unreachable") || !strings.Contains(out, "exit status 3") {
+		t.Errorf("a failing auth command: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "half-secret") {
+		t.Errorf("the command's output reached the report:\n%s", out)
+	}
+
+	code, out = pgkafka(t, "check", "-c", withCommand(`[echo, wrong-pw]`))
+	if code != 1 || !strings.Contains(out, "password authentication failed") || !strings.Contains(out, "check what source.authCommand prints") {
+		t.Errorf("a password the server refuses: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "wrong-pw") || strings.Contains(out, "right-pw") {
+		t.Errorf("a password reached the report:\n%s", out)
+	}
+}
