@@ -95,8 +95,15 @@ func TestBackfillModeInitialOnly(t *testing.T) {
 	e.db.Exec(t, `CREATE TABLE io (id int PRIMARY KEY, v int NOT NULL); INSERT INTO io SELECT g, 0 FROM generate_series(1, 600) g`)
 	stop := make(chan struct{})
 	done := make(chan error, 1)
+	conn := e.db.Conn(t)
+	stopped := false
+	defer func() { // a failure below ends the writer too
+		if !stopped {
+			close(stop)
+			<-done
+		}
+	}()
 	go func() {
-		conn := e.db.Conn(t)
 		for {
 			select {
 			case <-stop:
@@ -113,6 +120,7 @@ func TestBackfillModeInitialOnly(t *testing.T) {
 	}()
 	rn := e.launch(t)
 	rn.waitDone(t, 90*time.Second)
+	stopped = true
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)
