@@ -63,6 +63,10 @@ type TableState struct {
 	State State
 	// Cursor is the backfill's last key read, in the backfill's encoding.
 	Cursor json.RawMessage
+	// Where, in StateBackfilling, is the condition of a filtered backfill
+	// (`pgkafka backfill --where`): only the rows it passes are read. ""
+	// reads them all.
+	Where string
 	// OID is the table's relation ID (pg_class.oid) when the state was
 	// written; 0 when unknown (a checkpoint written before it was kept). A
 	// table of the same name under another ID is another table: the first
@@ -83,6 +87,7 @@ func (st TableState) DropCaptured(lsn pglogrepl.LSN) bool {
 type jsonTableState struct {
 	State     State           `json:"state"`
 	Cursor    json.RawMessage `json:"cursor,omitempty"`
+	Where     string          `json:"where,omitempty"`
 	OID       uint32          `json:"oid,omitempty"`
 	DroppedAt string          `json:"droppedAt,omitempty"`
 }
@@ -90,7 +95,7 @@ type jsonTableState struct {
 // MarshalJSON writes the offsets topic's form: the LSN as PostgreSQL
 // prints it.
 func (st TableState) MarshalJSON() ([]byte, error) {
-	j := jsonTableState{State: st.State, Cursor: st.Cursor, OID: st.OID}
+	j := jsonTableState{State: st.State, Cursor: st.Cursor, Where: st.Where, OID: st.OID}
 	if st.State == StateDropped {
 		j.DroppedAt = st.DroppedAt.String()
 	}
@@ -104,7 +109,7 @@ func (st *TableState) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*st = TableState{State: j.State, Cursor: j.Cursor, OID: j.OID}
+	*st = TableState{State: j.State, Cursor: j.Cursor, Where: j.Where, OID: j.OID}
 	if j.DroppedAt != "" {
 		lsn, err := pglogrepl.ParseLSN(j.DroppedAt)
 		if err != nil {

@@ -77,6 +77,13 @@ type Advanced struct {
 	WatermarksTable string `koanf:"watermarksTable"`
 	// SkipBackfills is a comma-separated list of <schema>.<table> not to backfill.
 	SkipBackfills string `koanf:"skip_backfills"`
+	// BackfillMode says which tables are backfilled and what follows
+	// (Debezium's snapshot.mode): "initial" (the tables new to the
+	// checkpoint, then stream), "never" (none: every table streams from
+	// the slot's start, as if listed in skip_backfills; requests of
+	// `pgkafka backfill` are still honoured) or "initial_only" (backfill
+	// the tables that need it, then stop).
+	BackfillMode string `koanf:"backfillMode"`
 	// SSLMode overrides libpq's sslmode: disable, allow, prefer, require,
 	// verify-ca or verify-full.
 	SSLMode string `koanf:"sslmode"`
@@ -118,6 +125,13 @@ const (
 	BinaryAuto = "auto"
 )
 
+// The values of source.advanced.backfillMode.
+const (
+	BackfillInitial     = "initial"
+	BackfillNever       = "never"
+	BackfillInitialOnly = "initial_only"
+)
+
 // SetDefaults fills the fields left empty with the specification's defaults.
 // A zero HeartbeatInterval is left as it is (heartbeats off): only a nil
 // one is empty.
@@ -154,6 +168,9 @@ func (c *Config) SetDefaults() {
 	}
 	if a.PgoutputBinary == "" {
 		a.PgoutputBinary = BinaryOff
+	}
+	if a.BackfillMode == "" {
+		a.BackfillMode = BackfillInitial
 	}
 }
 
@@ -237,6 +254,11 @@ func (c *Config) Validate() error {
 	case BinaryOff, BinaryOn, BinaryAuto:
 	default:
 		bad("advanced.pgoutputBinary", "%q is not one of auto, on, off", a.PgoutputBinary)
+	}
+	switch a.BackfillMode {
+	case BackfillInitial, BackfillNever, BackfillInitialOnly, "": // "": SetDefaults not called
+	default:
+		bad("advanced.backfillMode", "%q is not one of %s, %s, %s", a.BackfillMode, BackfillInitial, BackfillNever, BackfillInitialOnly)
 	}
 	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
 		bad("advanced.sslmode", "%q is not one of %s", a.SSLMode, strings.Join(sslModes, ", "))

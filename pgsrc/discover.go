@@ -72,6 +72,11 @@ type Table struct {
 	// 15+), or "": pgoutput sends only the changes of rows it passes, and
 	// the backfill reads only those rows. Set by ApplyPublication.
 	RowFilter string
+	// BackfillWhere is the operator's condition of a filtered backfill
+	// (`pgkafka backfill --where`), or "": the Scanner's reads see only
+	// the rows it passes too, AND-ed with RowFilter. It is SQL run as
+	// given, which CheckCondition keeps inside its parentheses.
+	BackfillWhere string
 }
 
 // Ref is the table's name.

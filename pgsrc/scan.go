@@ -339,6 +339,11 @@ func writeWhere(sql *strings.Builder, t *Table, where []string) {
 	if t.RowFilter != "" {
 		where = append(where, "("+t.RowFilter+")")
 	}
+	if t.BackfillWhere != "" {
+		// A new line before the closing parenthesis: nothing of the
+		// condition (CheckCondition refuses comments anyway) hides it.
+		where = append(where, "("+t.BackfillWhere+"\n)")
+	}
 	if len(where) > 0 {
 		sql.WriteString(" WHERE " + strings.Join(where, " AND "))
 	}
@@ -367,3 +372,105 @@ func (s *Scanner) IndexAdvice(ctx context.Context, t *Table, o *KeyOrder, n int)
 	}
 	return fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (%s);", t.Ref().Quoted(), o.OrderBy()), nil
 }
+
+// CheckCondition refuses a backfill condition (Table.BackfillWhere) that
+// could reach out of the parentheses it is put in: an unbalanced
+// parenthesis, a ';', a comment, a dollar-quoted string or a literal left
+// open. What it passes is run as given, with the capture role's rights.
+func CheckCondition(cond string) error {
+	if strings.TrimSpace(cond) == "" {
+		return errors.New("the condition is empty")
+	}
+	depth := 0
+	for i := 0; i < len(cond); i++ {
+		switch c := cond[i]; c {
+		case '\'', '"':
+			// E'...' strings escape with a backslash; others double the quote.
+			escapes := c == '\'' && i > 0 && (cond[i-1] == 'E' || cond[i-1] == 'e') && (i == 1 || !isIdentByte(cond[i-2]))
+			j := i + 1
+			for ; j < len(cond); j++ {
+				if escapes && cond[j] == '\\' {
+					j++
+					continue
+				}
+				if cond[j] == c {
+					if j+1 < len(cond) && cond[j+1] == c {
+						j++
+						continue
+					}
+					break
+				}
+			}
+			if j >= len(cond) {
+				return fmt.Errorf("a %c opened at byte %d is not closed", c, i+1)
+			}
+			i = j
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth < 0 {
+				return fmt.Errorf("the ')' at byte %d closes a parenthesis the condition did not open", i+1)
+			}
+		case ';':
+			return errors.New("it holds a ';': give one condition, not statements")
+		case '-', '/':
+			if i+1 < len(cond) && (c == '-' && cond[i+1] == '-' || c == '/' && cond[i+1] == '*') {
+				return errors.New("it holds a comment (-- or /*): remove it")
+			}
+		case '$':
+			if i == 0 || !isIdentByte(cond[i-1]) {
+				return errors.New("it holds a '$' (a dollar-quoted string or a parameter): use a '...' literal")
+			}
+		}
+	}
+	if depth > 0 {
+		return fmt.Errorf("%d parenthesis left open", depth)
+	}
+	return nil
+}
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b >= 0x80
+}
+
+// CheckWhere checks that cond (a backfill condition, CheckCondition) is
+// a condition PostgreSQL accepts on t: EXPLAIN of a query with it, which
+// plans without reading. A condition refused is a *ConditionError, which
+// names the table and the condition.
+func (s *Scanner) CheckWhere(ctx context.Context, t TableRef, cond string) error {
+	if err := CheckCondition(cond); err != nil {
+		return &ConditionError{Table: t, Cond: cond, Err: err}
+	}
+	sql := "EXPLAIN SELECT 1 FROM " + t.Quoted() + " WHERE (" + cond + "\n)"
+	rows, err := s.conn.Query(ctx, sql)
+	if err == nil {
+		for rows.Next() {
+		}
+		rows.Close()
+		err = rows.Err()
+	}
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Code == codeUndefinedTable:
+		return &ConditionError{Table: t, Cond: cond, Err: &TableNotFoundError{Table: t, User: s.user}}
+	case errors.As(err, &pgErr):
+		return &ConditionError{Table: t, Cond: cond, Err: fmt.Errorf("PostgreSQL refuses it: %w", err)}
+	}
+	return fmt.Errorf("checking the backfill condition %q on %s: %w", cond, t, err)
+}
+
+// ConditionError is a backfill condition refused, on a table.
+type ConditionError struct {
+	Table TableRef
+	Cond  string
+	Err   error
+}
+
+func (e *ConditionError) Error() string {
+	return fmt.Sprintf("backfill condition %q on %s: %v", e.Cond, e.Table, e.Err)
+}
+
+func (e *ConditionError) Unwrap() error { return e.Err }

@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,8 +26,10 @@ import (
 //	  (next chunk of the table) ◀── emitted ─ closed
 
 // Watermark values: "<prefix><chunk id>", and the re-backfill request
-// "pgkafka-backfill:<schema>.<table>[,...]" that `pgkafka backfill` (or an
-// operator, with an INSERT) writes.
+// (BackfillRequest) that `pgkafka backfill` (or an operator, with an
+// INSERT) writes: "pgkafka-backfill:<schema>.<table>[,...]", or, with a
+// condition, "pgkafka-backfill:" and a JSON object
+// {"tables": ["<schema>.<table>", ...], "where": "<condition>"}.
 const (
 	lowMark      = "pgkafka-lw:"
 	highMark     = "pgkafka-hw:"
@@ -129,4 +134,44 @@ func (g *windowGate) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// BackfillRequest asks the capture to read tables again: the value
+// written to the watermarks table after BackfillMark.
+type BackfillRequest struct {
+	// Tables are the tables to read, as <schema>.<table>.
+	Tables []string `json:"tables"`
+	// Where, when set, reads only the rows this SQL condition passes
+	// (pgsrc.CheckCondition).
+	Where string `json:"where,omitempty"`
+}
+
+// Encode is the request's watermark value: without a condition, the
+// comma-separated list every version of pgkafka reads; with one, JSON.
+func (r BackfillRequest) Encode() string {
+	if r.Where == "" {
+		return BackfillMark + strings.Join(r.Tables, ",")
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // readable in the table: "a > b", not "a \u003e b"
+	_ = enc.Encode(r)        // strings only: cannot fail
+	return BackfillMark + strings.TrimSuffix(b.String(), "\n")
+}
+
+// ParseBackfillRequest reads a request's value after BackfillMark: a
+// JSON object, or a comma-separated list of tables.
+func ParseBackfillRequest(v string) (BackfillRequest, error) {
+	if strings.HasPrefix(strings.TrimSpace(v), "{") {
+		var r BackfillRequest
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			return r, fmt.Errorf("re-backfill request %q: %w", v, err)
+		}
+		return r, nil
+	}
+	var r BackfillRequest
+	for _, t := range strings.Split(v, ",") {
+		r.Tables = append(r.Tables, strings.TrimSpace(t))
+	}
+	return r, nil
 }

@@ -95,6 +95,9 @@ type tableBackfill struct {
 	// most two, the next opened while the last is read.
 	windows []*chunkWindow
 	done    bool
+	// where is the condition of a filtered backfill (info.BackfillWhere),
+	// or "".
+	where string
 }
 
 // chunkWindow is a chunk between its watermarks.
@@ -124,7 +127,7 @@ func (b *tableBackfill) state() offsets.TableState {
 	if b.done {
 		return offsets.TableState{State: offsets.StateStreaming, OID: b.info.OID}
 	}
-	st := offsets.TableState{State: offsets.StateBackfilling, OID: b.info.OID}
+	st := offsets.TableState{State: offsets.StateBackfilling, OID: b.info.OID, Where: b.where}
 	switch {
 	case b.order == nil && b.ctid != "":
 		st.Cursor, _ = json.Marshal(map[string]string{"ctid": b.ctid})
@@ -187,7 +190,11 @@ func (b *tableBackfill) admits(k [][]byte) bool {
 			return true
 		}
 	}
-	return false
+	// Beyond the windows: a filtered backfill reads a row later only if
+	// its condition passes the row then, which nothing here can tell, so
+	// the change passes (its row's 'r' record, if one comes, holds the
+	// same state or a newer one: never an older one).
+	return b.where != ""
 }
 
 // keyString is a map key for a key tuple.
@@ -427,18 +434,42 @@ func (d *dblog) checkBusy() {
 // says so, and the session restarts from it once it is committed (at the
 // first commit with no chunk window open), so the new session backfills
 // them while the others stream.
-func (d *dblog) requestBackfill(c *codecs, list string, rb *recordBatch) {
-	for _, name := range strings.Split(list, ",") {
-		ref, err := pgsrc.ParseTableRef(strings.TrimSpace(name))
+//
+// A request with a condition (pgkafka backfill --where) reads only the
+// rows it passes; it is ignored for a table whose full backfill is not
+// done yet (which reads those rows anyway), and it replaces a filtered
+// backfill in progress, as a request without one does.
+func (d *dblog) requestBackfill(c *codecs, value string, rb *recordBatch) {
+	req, err := ParseBackfillRequest(value)
+	if err != nil {
+		d.log.Warn("re-backfill request unreadable: ignored", "err", err)
+		return
+	}
+	if req.Where != "" {
+		if err := pgsrc.CheckCondition(req.Where); err != nil {
+			d.log.Warn("re-backfill request with a condition refused: ignored", "tables", strings.Join(req.Tables, ","), "where", req.Where, "err", err)
+			return
+		}
+	}
+	for _, name := range req.Tables {
+		ref, err := pgsrc.ParseTableRef(name)
 		if err != nil || !c.captured(ref) {
-			d.log.Warn("re-backfill request for a table not captured: ignored", "table", strings.TrimSpace(name))
+			d.log.Warn("re-backfill request for a table not captured: ignored", "table", name)
+			continue
+		}
+		if b := d.tables[ref]; req.Where != "" && b != nil && !b.done && b.where == "" {
+			d.log.Warn("re-backfill request with a condition for a table whose full backfill is not done: ignored (the backfill reads those rows)", "table", ref.String(), "where", req.Where)
 			continue
 		}
 		if rb.tables == nil {
 			rb.tables = make(map[string]offsets.TableState)
 		}
-		rb.tables[ref.String()] = offsets.TableState{State: offsets.StateBackfilling}
+		rb.tables[ref.String()] = offsets.TableState{State: offsets.StateBackfilling, Where: req.Where}
 		d.restartPending = true
-		d.log.Info("re-backfill requested", "table", ref.String())
+		if req.Where != "" {
+			d.log.Info("re-backfill requested", "table", ref.String(), "where", req.Where)
+		} else {
+			d.log.Info("re-backfill requested", "table", ref.String())
+		}
 	}
 }

@@ -80,6 +80,20 @@ type running struct {
 
 func (e *env) start(t *testing.T) *running {
 	t.Helper()
+	rn := e.launch(t)
+	select {
+	case <-rn.r.Backfilled():
+	case err := <-rn.done:
+		t.Fatalf("runner ended before its backfills finished: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("backfills not finished after 60s")
+	}
+	return rn
+}
+
+// launch starts a Runner without waiting for anything.
+func (e *env) launch(t *testing.T) *running {
+	t.Helper()
 	cfg := e.cfg
 	cfg.SetDefaults()
 	var w io.Writer = testWriter{t}
@@ -103,13 +117,6 @@ func (e *env) start(t *testing.T) *running {
 		}
 		cancel()
 	})
-	select {
-	case <-r.Backfilled():
-	case err := <-rn.done:
-		t.Fatalf("runner ended before its backfills finished: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("backfills not finished after 60s")
-	}
 	return rn
 }
 

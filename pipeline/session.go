@@ -116,6 +116,12 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.planBackfills(ctx); err != nil {
 		return err
 	}
+	if len(s.order) == 0 && s.initialOnly() {
+		// Nothing read from the stream yet, nothing to confirm: the slot
+		// keeps the changes since the checkpoint for a later run.
+		s.log.Info("no table to backfill; backfillMode initial_only: stopping", "lsn", s.start.LSN.String())
+		return nil
+	}
 	s.wire()
 	return s.runStages(ctx)
 }
@@ -405,10 +411,23 @@ func (s *session) runStages(ctx context.Context) error {
 	soft, softCancel := context.WithCancel(ctx)
 	defer softCancel()
 	backfillDone := make(chan struct{})
+	// finished is closed when the backfills are done and
+	// source.advanced.backfillMode is initial_only: a soft stop.
+	finished := make(chan struct{})
 	go func() {
 		select {
 		case <-r.stop:
 			backfillSoftCancel()
+			select {
+			case <-backfillDone:
+			case <-soft.Done():
+			}
+			softCancel()
+		case <-finished:
+			// Every chunk is emitted (the backfill stage waited for the
+			// last high watermark), and no window is open: the reader
+			// stops after the transaction in progress, the producer
+			// commits what is left, and the slot is confirmed there.
 			select {
 			case <-backfillDone:
 			case <-soft.Done():
@@ -431,6 +450,10 @@ func (s *session) runStages(ctx context.Context) error {
 			}
 			if bf.finished {
 				r.backfilledOnce.Do(func() { close(r.backfilled) })
+				if s.initialOnly() {
+					s.log.Info("backfills finished; backfillMode initial_only: stopping")
+					close(finished)
+				}
 			}
 			return nil
 		})
@@ -547,7 +570,7 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 			st.OID = t.OID
 			s.start.Tables[name] = st
 			continue
-		case !known && skip[name]:
+		case !known && (skip[name] || s.cfg.Source.Advanced.BackfillMode == pgsrc.BackfillNever):
 			s.start.Tables[name] = offsets.TableState{State: offsets.StateSkipped, OID: t.OID}
 			continue
 		}
@@ -555,10 +578,23 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 			return nil, nil, fmt.Errorf("table %s needs a backfill but no scanner is open", name) // programmer error
 		}
 		b := &tableBackfill{info: t}
+		if st.Where != "" {
+			// A filtered backfill (pgkafka backfill --where): its reads
+			// see the rows the condition passes. A condition PostgreSQL
+			// no longer takes (a column dropped since) ends it.
+			if err := scanner.CheckWhere(ctx, t.Ref(), st.Where); err != nil {
+				s.log.Error("filtered backfill abandoned: its condition fails; request it again (pgkafka backfill --where)", "table", name, "where", st.Where, "err", err)
+				s.start.Tables[name] = offsets.TableState{State: offsets.StateStreaming, OID: t.OID}
+				continue
+			}
+			info := *t
+			info.BackfillWhere = st.Where
+			b.info, b.where = &info, st.Where
+		}
 		if len(t.KeyColumns) > 0 {
 			// The scanner's order leaves COLLATE "C" out where the key's
 			// collation is C already, so chunk queries walk its index.
-			o, err := scanner.KeyOrder(ctx, t, t.KeyColumns)
+			o, err := scanner.KeyOrder(ctx, b.info, t.KeyColumns)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -584,11 +620,17 @@ func (s *session) needsBackfill() bool {
 	for i := range s.tables {
 		name := s.tables[i].Ref().String()
 		st, known := s.start.Tables[name]
-		if known && st.State == offsets.StateBackfilling || !known && !skip[name] {
+		if known && st.State == offsets.StateBackfilling || !known && !skip[name] && s.cfg.Source.Advanced.BackfillMode != pgsrc.BackfillNever {
 			return true
 		}
 	}
 	return false
+}
+
+// initialOnly reports whether the capture stops once the backfills are
+// done (source.advanced.backfillMode: initial_only).
+func (s *session) initialOnly() bool {
+	return s.cfg.Source.Advanced.BackfillMode == pgsrc.BackfillInitialOnly
 }
 
 func (s *session) skipBackfills() map[string]bool {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -156,18 +157,31 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 
 // runBackfill asks the capture to read tables again: it writes the request
 // to the watermarks table, where the running capture (or the next one to
-// start) sees it in the replication stream.
-func runBackfill(ctx context.Context, cfg pipeline.Config, tables []string, w io.Writer) error {
+// start) sees it in the replication stream. With a condition (--where),
+// only the rows it passes are read again; it is checked on each table
+// first (EXPLAIN), and a condition refused is a usage error.
+func runBackfill(ctx context.Context, cfg pipeline.Config, tables []string, where string, w io.Writer) error {
 	bound := map[string]bool{}
 	for _, t := range cfg.Tables() {
 		bound[t.String()] = true
 	}
-	for _, t := range tables {
-		if _, err := pgsrc.ParseTableRef(t); err != nil {
+	refs := make([]pgsrc.TableRef, len(tables))
+	for i, t := range tables {
+		ref, err := pgsrc.ParseTableRef(t)
+		if err != nil {
 			return &configError{fmt.Errorf("table %s", err)}
 		}
 		if len(bound) > 0 && !bound[t] {
 			return &configError{fmt.Errorf("table %s is not among the bindings: add it to bindings to capture it", t)}
+		}
+		refs[i] = ref
+	}
+	if where != "" {
+		if err := pgsrc.CheckCondition(where); err != nil {
+			return &configError{fmt.Errorf("--where %q: %w", where, err)}
+		}
+		if err := checkWhere(ctx, cfg, refs, where); err != nil {
+			return err
 		}
 	}
 	marks, err := pgsrc.OpenWatermarks(ctx, &cfg.Source)
@@ -175,9 +189,34 @@ func runBackfill(ctx context.Context, cfg pipeline.Config, tables []string, w io
 		return err
 	}
 	defer marks.Close(context.WithoutCancel(ctx))
-	if err := marks.Write(ctx, pipeline.BackfillMark+strings.Join(tables, ",")); err != nil {
+	if err := marks.Write(ctx, pipeline.BackfillRequest{Tables: tables, Where: where}.Encode()); err != nil {
+		return err
+	}
+	if where != "" {
+		_, err = fmt.Fprintf(w, "backfill of %s where %s requested: the running capture (or the next to start) reads those rows again\n", strings.Join(tables, ", "), where)
 		return err
 	}
 	_, err = fmt.Fprintf(w, "backfill of %s requested: the running capture (or the next to start) reads them again\n", strings.Join(tables, ", "))
 	return err
+}
+
+// checkWhere checks the condition on each table with EXPLAIN: a
+// condition PostgreSQL refuses is a usage error (exit 2) naming the
+// table and the condition.
+func checkWhere(ctx context.Context, cfg pipeline.Config, refs []pgsrc.TableRef, where string) error {
+	sc, err := pgsrc.OpenScanner(ctx, &cfg.Source)
+	if err != nil {
+		return err
+	}
+	defer sc.Close(context.WithoutCancel(ctx))
+	for _, ref := range refs {
+		if err := sc.CheckWhere(ctx, ref, where); err != nil {
+			var ce *pgsrc.ConditionError
+			if errors.As(err, &ce) {
+				return &configError{err}
+			}
+			return err
+		}
+	}
+	return nil
 }

@@ -28,8 +28,9 @@ Usage:
   pgkafka discover -c FILE   print a bindings: list of every table that can be captured
   pgkafka check    -c FILE   check every prerequisite and print the fix of each failure
   pgkafka status   -c FILE   the checkpoint, the slot's lag and each table's state
-  pgkafka backfill -c FILE SCHEMA.TABLE...
-                             read the tables again (new 'r' records) while the rest streams
+  pgkafka backfill -c FILE [--where 'SQL CONDITION'] SCHEMA.TABLE...
+                             read the tables again (new 'r' records) while the rest streams;
+                             with --where, only the rows the condition passes
   pgkafka demo               a throwaway PostgreSQL, Kafka broker and schema registry under load
   pgkafka version
 
@@ -102,7 +103,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cf.logFormat, "log-format", "auto", "auto, text or json")
 	fs.StringVar(&cf.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cf.progress, "progress", "auto", "backfill progress bars (run): auto (on a terminal), always or never")
+	var where string
+	fs.StringVar(&where, "where", "", "backfill: read only the rows this SQL condition passes")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if where != "" && cmd != "backfill" {
+		fmt.Fprintf(stderr, "pgkafka %s: --where is a flag of pgkafka backfill\n", cmd)
 		return 2
 	}
 	if fs.NArg() > 0 && cmd != "backfill" {
@@ -161,7 +168,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return exit(log, runStatus(ctx, cfg, stdout))
 	case "backfill":
-		return exit(log, runBackfill(ctx, cfg, fs.Args(), stdout))
+		return exit(log, runBackfill(ctx, cfg, fs.Args(), where, stdout))
 	default:
 		return exit(log, runCheck(ctx, cfg, stdout))
 	}
