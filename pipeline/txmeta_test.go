@@ -1,11 +1,16 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,6 +263,92 @@ func TestTransactionMetadataSplitRestart(t *testing.T) {
 		n, cols := endCounts(t, tx.ends[id][0])
 		if n != 2*rows || cols["public.a"] != rows || cols["public.b"] != rows || per["public.a"] != rows {
 			t.Errorf("END event_count %d data_collections %v, want %d and %d each", n, cols, 2*rows, rows)
+		}
+	}
+}
+
+// TestTransactionMetadataReadByApacheAvro: the transaction topic and the
+// change records' blocks, read by kcat and decoded by the Apache Avro
+// reference implementation (python3-avro) with the registry's schemas,
+// which carry Debezium's record names.
+func TestTransactionMetadataReadByApacheAvro(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatal("kcat is needed (make deps installs it):", err)
+	}
+	python := "/usr/bin/python3"
+	e := newEnv(t, "public.a")
+	e.db.Exec(t, `CREATE TABLE a (id int PRIMARY KEY)`)
+	e.cfg.Format.TransactionMetadata = true
+	e.start(t)
+	e.db.Exec(t, `INSERT INTO a VALUES (1), (2)`)
+	e.consume(t, []string{txTopic}, 30*time.Second, atLeast(2))
+
+	read := func(topic string) []map[string]any {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		raw, err := exec.CommandContext(ctx, kcat, "-C", "-b", strings.Join(e.broker.ListenAddrs(), ","), "-t", topic,
+			"-X", "isolation.level=read_committed", "-o", "beginning", "-e", "-q", "-f", "%K %S\n%k%s").Output()
+		if err != nil {
+			t.Fatalf("kcat: %v", err)
+		}
+		py := exec.CommandContext(ctx, python, "testdata/avro_decode.py", e.reg.URL())
+		py.Stdin = bytes.NewReader(raw)
+		var stderr bytes.Buffer
+		py.Stderr = &stderr
+		out, err := py.Output()
+		if err != nil {
+			t.Fatalf("python3-avro: %v\n%s", err, stderr.String())
+		}
+		var recs []map[string]any
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for dec.More() {
+			var r map[string]any
+			if err := dec.Decode(&r); err != nil {
+				t.Fatalf("%v in %s", err, out)
+			}
+			recs = append(recs, r)
+		}
+		return recs
+	}
+	txs := read(txTopic)
+	if len(txs) != 2 {
+		t.Fatalf("%d transaction records: %v", len(txs), txs)
+	}
+	begin, end := txs[0]["value"].(map[string]any), txs[1]["value"].(map[string]any)
+	id, _ := begin["id"].(string)
+	if begin["status"] != "BEGIN" || end["status"] != "END" || end["id"] != id || txs[1]["key"].(map[string]any)["id"] != id {
+		t.Fatalf("BEGIN %v END %v", txs[0], txs[1])
+	}
+	cols, _ := end["data_collections"].([]any)
+	if end["event_count"] != float64(2) || len(cols) != 1 || fmt.Sprint(cols[0]) != "map[data_collection:public.a event_count:2]" {
+		t.Errorf("END decoded by Apache Avro: %v", end)
+	}
+	changes := read("test.public.a")
+	if len(changes) != 2 {
+		t.Fatalf("%d change records", len(changes))
+	}
+	for i, c := range changes {
+		blk, _ := c["value"].(map[string]any)["transaction"].(map[string]any)
+		if blk["id"] != id || blk["total_order"] != float64(i+1) || blk["data_collection_order"] != float64(i+1) {
+			t.Errorf("change %d's block decoded by Apache Avro: %v", i+1, blk)
+		}
+	}
+	// Debezium's record names, in the registry.
+	for subject, name := range map[string]string{txTopic + "-key": "io.debezium.connector.common.TransactionMetadataKey", txTopic + "-value": "io.debezium.connector.common.TransactionMetadataValue"} {
+		resp, err := http.Get(e.reg.URL() + "/subjects/" + subject + "/versions/latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct{ Schema string }
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s struct{ Name, Namespace string }
+		if err := json.Unmarshal([]byte(v.Schema), &s); err != nil || s.Namespace+"."+s.Name != name {
+			t.Errorf("subject %s holds %s.%s (%v), want %s", subject, s.Namespace, s.Name, err, name)
 		}
 	}
 }
