@@ -56,6 +56,10 @@ type Partial struct {
 	// Changes counts its changes (inserts, updates, deletes, truncates,
 	// transactional logical decoding messages) whose records are in Kafka.
 	Changes int64
+	// Events counts, by "<schema>.<table>", the change records of those
+	// changes (format.transactionMetadata: its event counts and orders go
+	// on from them); nil when the option was off or none was written.
+	Events map[string]int64
 }
 
 // TableState is one table's capture state.
@@ -131,6 +135,7 @@ func (c *Checkpoint) Clone() *Checkpoint {
 	out := *c
 	if c.Partial != nil {
 		p := *c.Partial
+		p.Events = maps.Clone(p.Events)
 		out.Partial = &p
 	}
 	out.Tables = maps.Clone(c.Tables)
@@ -149,9 +154,10 @@ type jsonCheckpoint struct {
 }
 
 type jsonPartial struct {
-	CommitLSN string `json:"commitLsn"`
-	Xid       uint32 `json:"xid"`
-	Changes   int64  `json:"changes"`
+	CommitLSN string           `json:"commitLsn"`
+	Xid       uint32           `json:"xid"`
+	Changes   int64            `json:"changes"`
+	Events    map[string]int64 `json:"events,omitempty"` // absent before format.transactionMetadata
 }
 
 // MarshalJSON writes the offsets topic's form.
@@ -162,7 +168,7 @@ func (c *Checkpoint) MarshalJSON() ([]byte, error) {
 		j.CommitTime = &t
 	}
 	if p := c.Partial; p != nil {
-		j.Partial = &jsonPartial{CommitLSN: p.CommitLSN.String(), Xid: p.Xid, Changes: p.Changes}
+		j.Partial = &jsonPartial{CommitLSN: p.CommitLSN.String(), Xid: p.Xid, Changes: p.Changes, Events: p.Events}
 	}
 	return json.Marshal(j)
 }
@@ -192,7 +198,12 @@ func (c *Checkpoint) UnmarshalJSON(b []byte) error {
 		if p.Changes < 1 {
 			return fmt.Errorf("checkpoint partial.changes %d: want at least 1", p.Changes)
 		}
-		c.Partial = &Partial{CommitLSN: commit, Xid: p.Xid, Changes: p.Changes}
+		for t, n := range p.Events {
+			if n < 0 {
+				return fmt.Errorf("checkpoint partial.events[%q] %d: want at least 0", t, n)
+			}
+		}
+		c.Partial = &Partial{CommitLSN: commit, Xid: p.Xid, Changes: p.Changes, Events: p.Events}
 	}
 	return nil
 }

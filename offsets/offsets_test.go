@@ -230,3 +230,44 @@ func configValue(rc kadm.ResourceConfig, key string) string {
 	}
 	return ""
 }
+
+// TestCheckpointPartialEvents: a partial mark keeps the per-table record
+// counts of transaction metadata; one written before them (or with the
+// option off) reads with none, and writes back the same.
+func TestCheckpointPartialEvents(t *testing.T) {
+	c := &offsets.Checkpoint{LSN: 0x2000, Partial: &offsets.Partial{CommitLSN: 0x3000, Xid: 9, Changes: 5,
+		Events: map[string]int64{"public.a": 3, "s2.b": 2}}}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"partial":{"commitLsn":"0/3000","xid":9,"changes":5,"events":{"public.a":3,"s2.b":2}}`; !strings.Contains(string(b), want) {
+		t.Fatalf("%s lacks %s", b, want)
+	}
+	var back offsets.Checkpoint
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Partial.Events; len(got) != 2 || got["public.a"] != 3 || got["s2.b"] != 2 {
+		t.Fatalf("events read back as %v", got)
+	}
+	clone := back.Clone()
+	clone.Partial.Events["public.a"] = 99
+	if back.Partial.Events["public.a"] != 3 {
+		t.Error("Clone shares the partial mark's events")
+	}
+	old := `{"version":1,"lsn":"0/2000","partial":{"commitLsn":"0/3000","xid":9,"changes":5},"updatedAt":"2026-01-01T00:00:00Z"}`
+	if err := json.Unmarshal([]byte(old), &back); err != nil {
+		t.Fatalf("a checkpoint without events: %v", err)
+	}
+	if back.Partial == nil || back.Partial.Changes != 5 || back.Partial.Events != nil {
+		t.Fatalf("a checkpoint without events read as %+v", back.Partial)
+	}
+	if again, _ := json.Marshal(&back); string(again) != old {
+		t.Fatalf("a checkpoint without events written back as\n%s\nnot\n%s", again, old)
+	}
+	bad := `{"version":1,"lsn":"0/1","partial":{"commitLsn":"0/2","changes":1,"events":{"public.a":-1}}}`
+	if err := json.Unmarshal([]byte(bad), &back); err == nil {
+		t.Errorf("%s accepted", bad)
+	}
+}

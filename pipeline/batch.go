@@ -96,6 +96,9 @@ type txProgress struct {
 	xid       uint32
 	// changes counts its row changes whose records are written.
 	changes int64
+	// events counts its change records by table, for transaction
+	// metadata (txmeta.go); nil when off.
+	events map[string]int64
 }
 
 // next is an empty batch sized like b (see walBatch.next).

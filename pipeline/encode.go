@@ -21,6 +21,7 @@ type rowEncoder struct {
 	ev            schema.Event
 	limit         *oversize // kafka.maxRecordBytes
 	tombstones    bool      // format.tombstones
+	txm           *txMeta   // format.transactionMetadata; nil when off
 }
 
 // encode appends the records of one row change (or truncate) to rb.
@@ -165,6 +166,7 @@ func (e *rowEncoder) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch, key
 		key = rb.slab[off:len(rb.slab):len(rb.slab)]
 	}
 	off := len(rb.slab)
+	e.ev.Tx = e.txm.next(tc)
 	var err error
 	rb.slab, err = tc.codec.AppendValue(rb.slab, &e.ev)
 	switch {
@@ -184,6 +186,9 @@ func (e *rowEncoder) emit(tc *tableCodec, ch *pgsrc.Change, rb *recordBatch, key
 				rb.recs = append(rb.recs, *dead)
 			}
 			break
+		}
+		if e.ev.Tx != nil {
+			e.txm.written(tc, rb) // a BEGIN goes before the first
 		}
 		rec.Headers = e.headers(tc, rb)
 		rb.recs = append(rb.recs, rec)

@@ -179,7 +179,7 @@ func (s *producerStage) add(ctx context.Context, tx *kafkaTxn, b *recordBatch) {
 	}
 	pending.Partial = nil
 	if b.partial {
-		pending.Partial = &offsets.Partial{CommitLSN: b.tx.commitLSN, Xid: b.tx.xid, Changes: b.tx.changes}
+		pending.Partial = &offsets.Partial{CommitLSN: b.tx.commitLSN, Xid: b.tx.xid, Changes: b.tx.changes, Events: b.tx.events}
 	}
 	if b.tables != nil {
 		if pending.Tables == nil {

@@ -103,6 +103,7 @@ func (s *serializerStage) change(ctx context.Context, ch *pgsrc.Change, tx *txSt
 	switch {
 	case ch.Op == pgsrc.OpBegin:
 		tx.begin(s.resumed, ch.CommitLSN, ch.Xid)
+		s.rows.txm.begin(s.resumed, ch)
 		return false, nil
 	case ch.Op == pgsrc.OpCommit:
 		return s.commit(ctx, ch, tx, b)
@@ -126,6 +127,7 @@ func (s *serializerStage) change(ctx context.Context, ch *pgsrc.Change, tx *txSt
 		// A transaction larger than a batch: cut it between two changes;
 		// its progress goes with the batch.
 		b.rb.partial, b.rb.tx = true, tx.progress
+		b.rb.tx.events = s.rows.txm.progress()
 		return false, s.ship(ctx, b)
 	}
 	return false, nil
@@ -136,6 +138,7 @@ func (s *serializerStage) change(ctx context.Context, ch *pgsrc.Change, tx *txSt
 // or when a re-backfill restarts the session.
 func (s *serializerStage) commit(ctx context.Context, ch *pgsrc.Change, tx *txState, b *batcher) (restart bool, err error) {
 	tx.open = false
+	s.rows.txm.end(b.rb)
 	s.dblog.noteCommit(tx.progress.xid)
 	if !tx.inKafka {
 		b.rb.commitLSN, b.rb.commitTime = ch.EndLSN, ch.CommitTime

@@ -59,6 +59,7 @@ type session struct {
 	src      *pgsrc.Reader
 	source   schema.Source
 	messages *messageTopic // nil when messages are not captured
+	txm      *txMeta       // nil without format.transactionMetadata
 	// heartbeats writes the watermarks table every
 	// source.advanced.heartbeatInterval; nil when that is 0s.
 	heartbeats *pgsrc.Watermarks
@@ -217,6 +218,9 @@ func (s *session) openKafka(ctx context.Context) error {
 	if cfg.Kafka.OversizedRecords == OversizedDLQ {
 		topics = append(topics, cfg.DeadLetterTopic())
 	}
+	if cfg.Format.TransactionMetadata {
+		topics = append(topics, cfg.TransactionTopic())
+	}
 	if err := createTopics(ctx, s.admin, cfg.Kafka.Topics, topics, s.log); err != nil {
 		return fmt.Errorf("kafka at %v: %w", cfg.Kafka.Brokers, err)
 	}
@@ -265,6 +269,9 @@ func (s *session) prepareSource(ctx context.Context) error {
 	s.src = src
 	s.onClose("replication connection", src.Close)
 	s.source = schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database}
+	if s.txm, err = newTxMeta(ctx, cfg, registry); err != nil {
+		return err
+	}
 	if src.Messages() {
 		if err := createTopics(ctx, s.admin, cfg.Kafka.Topics, []string{cfg.MessageTopic()}, s.log); err != nil {
 			return fmt.Errorf("kafka at %v: %w", cfg.Kafka.Brokers, err)
@@ -383,7 +390,7 @@ func (s *session) wire() {
 		messages: s.messages,
 		resumed:  resumePoint{s.resumed},
 		log:      log,
-		rows:     rowEncoder{limit: limit, tombstones: cfg.Format.TombstonesOn()},
+		rows:     rowEncoder{limit: limit, tombstones: cfg.Format.TombstonesOn(), txm: s.txm},
 	}
 	s.serializer.codecs.addDropped(s.dropped)
 	if s.binary {

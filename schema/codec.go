@@ -238,7 +238,8 @@ func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
 // is returned unchanged.
 //
 // Debezium envelope: before and after as given (nil is null; a truncate
-// writes both null), the source block, op, ts_ms and a null transaction.
+// writes both null), the source block, op, ts_ms and the transaction block
+// (null when ev.Tx is nil).
 // Flat envelope: the after image (the before image for deletes, with
 // __deleted "true"); a truncate returns ErrNotRepresentable.
 //
@@ -298,11 +299,11 @@ func (c *Codec) appendDebezium(dst []byte, ev *Event) ([]byte, error) {
 	dst = appendOptLong(dst, ev.TxID)
 	dst = appendOptLong(dst, ev.LSN)
 	dst = append(dst, branch0) // xmin: null
-	// op, ts_ms, transaction (null)
+	// op, ts_ms, transaction
 	dst = append(dst, 2, byte(ev.Op))
 	dst = append(dst, branch1)
 	dst = appendLong(dst, ev.NowMs)
-	return append(dst, branch0), nil
+	return appendTxBlock(dst, ev.Tx), nil
 }
 
 func (c *Codec) appendFlat(dst []byte, ev *Event) ([]byte, error) {

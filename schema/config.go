@@ -160,6 +160,10 @@ type FormatConfig struct {
 	// (the key with a null value), which compaction needs to remove the
 	// key (Debezium's tombstones.on.delete); nil (the key absent) is true.
 	Tombstones *bool `koanf:"tombstones"`
+	// TransactionMetadata writes a BEGIN and an END record per database
+	// transaction to <topicPrefix>.transaction and fills the transaction
+	// block of change records (Debezium's provide.transaction.metadata).
+	TransactionMetadata bool `koanf:"transactionMetadata"`
 }
 
 // TombstonesOn reports whether deletes are followed by tombstones.

@@ -147,11 +147,12 @@ type Source struct {
 // Event is one change of one row.
 type Event struct {
 	Op       Op
-	Before   []Datum // one per column, nil when absent
-	After    []Datum // one per column, nil when absent
-	TsMs     int64   // source.ts_ms: commit time
-	TxID     int64   // source.txId, <0 = null
-	LSN      int64   // source.lsn, <0 = null
-	Snapshot string  // source.snapshot: "false", "true", "last"; "" is "false"
-	NowMs    int64   // envelope ts_ms (processing time)
+	Before   []Datum  // one per column, nil when absent
+	After    []Datum  // one per column, nil when absent
+	TsMs     int64    // source.ts_ms: commit time
+	TxID     int64    // source.txId, <0 = null
+	LSN      int64    // source.lsn, <0 = null
+	Snapshot string   // source.snapshot: "false", "true", "last"; "" is "false"
+	NowMs    int64    // envelope ts_ms (processing time)
+	Tx       *TxBlock // the transaction block (txmeta.go); nil is null
 }
