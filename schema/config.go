@@ -152,6 +152,9 @@ type FormatConfig struct {
 	// (the key with a null value), which compaction needs to remove the
 	// key (Debezium's tombstones.on.delete); nil (the key absent) is true.
 	Tombstones *bool `koanf:"tombstones"`
+	// HashSalt is the salt of the columns bindings[].columns.hash hashes
+	// (schema.Policy): required when any is; a secret.
+	HashSalt secret.String `koanf:"hashSalt"`
 }
 
 // TombstonesOn reports whether deletes are followed by tombstones.
