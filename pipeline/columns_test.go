@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pgkafka/pgkafka/pgsrc/secret"
 	"github.com/pgkafka/pgkafka/pipeline"
 )
 
@@ -147,5 +148,65 @@ func TestColumnPolicies(t *testing.T) {
 	}
 	if !bytes.Contains(all, []byte(saltedHex("sha256", "alice-PII@example.com"))) {
 		t.Error("topic bytes lack the hashed email: the scan reads nothing")
+	}
+}
+
+// TestColumnsConfig: bindings[].columns is validated with key paths, and
+// format.hashSalt is a secret that errors and logs never hold.
+func TestColumnsConfig(t *testing.T) {
+	base := func() pipeline.Config {
+		var c pipeline.Config
+		c.Name = "shop"
+		c.Source.Address = "localhost:5432"
+		c.Source.Password = "pw"
+		c.Kafka.Brokers = []string{"localhost:9092"}
+		c.Bindings = []pipeline.Binding{{Resource: pipeline.Resource{Namespace: "public", Stream: "people"}}}
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		cols pipeline.ColumnPolicies
+		key  []string
+		salt string
+		want []string // each a problem Validate reports; none: valid
+	}{
+		{"valid", pipeline.ColumnPolicies{Exclude: []string{"a"}, Hash: map[string]string{"b": "sha256", "c": "sha512"},
+			Mask: map[string]int{"d": 4}, Truncate: map[string]int{"e": 0}}, nil, "salt", nil},
+		{"unknown algorithm", pipeline.ColumnPolicies{Hash: map[string]string{"email": "md4"}}, nil, "salt",
+			[]string{`bindings[0].columns.hash.email: unknown algorithm "md4": use sha256 or sha512`}},
+		{"no salt", pipeline.ColumnPolicies{Hash: map[string]string{"email": "sha256"}}, nil, "",
+			[]string{"format.hashSalt: required by bindings[0].columns.hash.email"}},
+		{"mask 0", pipeline.ColumnPolicies{Mask: map[string]int{"d": 0}}, nil, "", []string{"bindings[0].columns.mask.d: 0"}},
+		{"negative truncate", pipeline.ColumnPolicies{Truncate: map[string]int{"e": -1}}, nil, "", []string{"bindings[0].columns.truncate.e: -1"}},
+		{"empty exclude", pipeline.ColumnPolicies{Exclude: []string{""}}, nil, "", []string{"bindings[0].columns.exclude[0]: empty"}},
+		{"two policies", pipeline.ColumnPolicies{Exclude: []string{"a"}, Mask: map[string]int{"a": 3}}, nil, "",
+			[]string{`bindings[0].columns.mask.a: column "a" already has a policy (bindings[0].columns.exclude[0])`}},
+		{"binding key", pipeline.ColumnPolicies{Mask: map[string]int{"acct": 3}}, []string{"acct"}, "",
+			[]string{`bindings[0].columns.mask.acct: column "acct" is in the binding's key (bindings[0].key[0])`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			c.Bindings[0].Columns = tc.cols
+			c.Bindings[0].Key = tc.key
+			c.Format.HashSalt = secret.String(tc.salt)
+			c.SetDefaults()
+			err := c.Validate()
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate: %v\nwant a problem %q", err, w)
+				}
+			}
+		})
+	}
+	c := base()
+	c.Format.HashSalt = "pepper-xyzzy"
+	if got := c.Redactor().Redact("salt is pepper-xyzzy"); strings.Contains(got, "xyzzy") {
+		t.Errorf("format.hashSalt not redacted: %s", got)
 	}
 }
