@@ -91,3 +91,37 @@ func TestTruncateRunes(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyCompatibility: what the registry's BACKWARD check says of a
+// policy added between runs: excluding a column (a dropped field) and
+// masking or hashing a string column pass; hashing or masking a column of
+// another type (its field becomes a string) does not.
+func TestPolicyCompatibility(t *testing.T) {
+	cols := func(p, q Policy) []Column {
+		return []Column{{Name: "id", Type: typ("int4")}, {Name: "email", Type: typ("text"), Nullable: true, Policy: p},
+			{Name: "age", Type: typ("int4"), Policy: q}}
+	}
+	older := mustCodec(t, testTable(cols(Policy{}, Policy{}), []int{0}), EnvelopeDebezium)
+	for _, tc := range []struct {
+		name       string
+		p, q       Policy
+		compatible bool
+	}{
+		{"exclude", Policy{Exclude: true}, Policy{Exclude: true}, true},
+		{"hash a string", Policy{Hash: "sha256"}, Policy{}, true},
+		{"mask a string", Policy{Mask: 3}, Policy{}, true},
+		{"hash an int", Policy{}, Policy{Hash: "sha256"}, false},
+		{"mask an int", Policy{}, Policy{Mask: 3}, false},
+	} {
+		newer := mustCodec(t, testTable(cols(tc.p, tc.q), []int{0}), EnvelopeDebezium)
+		got := incompatibilities(newer.ValueAvro(), older.ValueAvro(), false)
+		if (len(got) == 0) != tc.compatible {
+			t.Errorf("%s: incompatibilities %v, want compatible %v", tc.name, got, tc.compatible)
+		}
+	}
+	// Back: the excluded column's field returns, nullable: compatible.
+	excluded := mustCodec(t, testTable(cols(Policy{Exclude: true}, Policy{}), []int{0}), EnvelopeDebezium)
+	if got := incompatibilities(older.ValueAvro(), excluded.ValueAvro(), false); len(got) != 0 {
+		t.Errorf("a nullable column no longer excluded: %v", got)
+	}
+}
