@@ -46,6 +46,7 @@ const (
 // key order, and the next chunk is read while the serializer emits the
 // last one. Its workers share the watermarks connection.
 type backfillStage struct {
+	cfg       *Config
 	scanners  []*pgsrc.Scanner // one per worker
 	jobs      []backfillJob
 	chunkSize int // source.advanced.backfill_chunk_size
@@ -81,7 +82,7 @@ func (s *backfillStage) run(ctx, soft context.Context) error {
 				if soft.Err() != nil || gctx.Err() != nil {
 					return nil
 				}
-				t := &tableReader{s: s, sc: sc, job: j, binary: binaryColumns(j.info)}
+				t := &tableReader{s: s, sc: sc, job: j, binary: s.cfg.textHashed(j.info, binaryColumns(j.info))}
 				if err := t.run(gctx, soft); err != nil {
 					return err
 				}

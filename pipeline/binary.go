@@ -61,6 +61,7 @@ func (r *Runner) pgoutputBinary(ctx context.Context, catalog *pgsrc.Catalog, tab
 			}
 		}
 	}
+	blockers = append(blockers, r.cfg.hashedBinaryBlockers(tables)...) // columns.go
 	if len(blockers) == 0 {
 		return true, nil
 	}

@@ -317,6 +317,7 @@ func (c *codecs) schemaColumn(ctx context.Context, ref pgsrc.TableRef, rc pgsrc.
 		Name:     rc.Name,
 		Type:     schemaType(t, mod),
 		Nullable: col == nil || !col.NotNull,
+		Policy:   c.cfg.columnPolicy(ref, rc.Name), // columns.go
 	}
 	if known && col.HasMissing {
 		sc.Default, sc.HasDefault = col.Missing, true

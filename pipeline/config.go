@@ -45,10 +45,10 @@ type Config struct {
 // Secrets are the strings of c that no log line or error may hold:
 // the source's (pgsrc.Config.Secrets: its password, the SSH tunnel's
 // private key and passphrase), kafka.sasl.password,
-// kafka.sasl.oauth.clientSecret and the schema registry's
-// (schema.RegistryConfig.Secrets).
+// kafka.sasl.oauth.clientSecret, the schema registry's
+// (schema.RegistryConfig.Secrets) and format.hashSalt.
 func (c *Config) Secrets() []secret.String {
-	return append(append(c.Source.Secrets(), c.Kafka.SASL.Password, c.Kafka.SASL.OAuth.ClientSecret), c.SchemaRegistry.Secrets()...)
+	return append(append(c.Source.Secrets(), c.Kafka.SASL.Password, c.Kafka.SASL.OAuth.ClientSecret, c.Format.HashSalt), c.SchemaRegistry.Secrets()...)
 }
 
 // Redactor removes c's Secrets from text.
@@ -131,6 +131,9 @@ type Binding struct {
 	// Key are the columns of the records' Kafka key (and partitioning),
 	// in place of the table's primary key (keys.go); empty: the table's.
 	Key []string `koanf:"key"`
+	// Columns are the binding's column policies (columns.go): columns
+	// excluded, hashed, masked or truncated.
+	Columns ColumnPolicies `koanf:"columns"`
 }
 
 // Resource names the table of a binding.
@@ -361,6 +364,7 @@ func (c *Config) Validate() error {
 	c.Toast.validate(&p)
 	c.Kafka.validateRoutes(&p) // before the bindings, whose topics routes may choose
 	c.validateBindings(&p)
+	c.validateColumns(&p)
 	c.Kafka.validateProducer(&p)
 	if c.ShutdownTimeout <= 0 {
 		p.add("shutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)

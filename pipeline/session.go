@@ -162,6 +162,9 @@ func (s *session) openSource(ctx context.Context) error {
 	if err := s.cfg.checkKeys(s.tables); err != nil {
 		return err
 	}
+	if err := s.cfg.checkColumns(s.tables); err != nil {
+		return err
+	}
 	s.refs = make([]pgsrc.TableRef, len(s.tables))
 	s.bound = make(map[pgsrc.TableRef]*pgsrc.Table, len(s.tables))
 	for i := range s.tables {
@@ -369,7 +372,7 @@ func (s *session) wire() {
 		for i, b := range s.order {
 			jobs[i] = b.job()
 		}
-		s.backfill = &backfillStage{scanners: s.scanners, watermarks: s.watermarks, jobs: jobs, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
+		s.backfill = &backfillStage{cfg: cfg, scanners: s.scanners, watermarks: s.watermarks, jobs: jobs, chunkSize: cfg.Source.Advanced.BackfillChunkSize,
 			plans: plans, lowMarksAwaited: &lowMarksAwaited, gate: gate, prog: r.progress, limit: limit, log: r.log.With("stage", "backfill")}
 	} else {
 		close(plans)

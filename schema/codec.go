@@ -91,6 +91,9 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 				cc.aliases = append(cc.aliases, a)
 			}
 		}
+		if err := applyPolicy(&cc, &col); err != nil {
+			return nil, fmt.Errorf("schema for %s: column %q: %w", qual, col.Name, err)
+		}
 		c.cols[i] = cc
 	}
 	inKey := make(map[int]bool, len(t.Key))
@@ -102,6 +105,9 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 			return nil, fmt.Errorf("schema for %s: column %q twice in the key", qual, t.Columns[k].Name)
 		}
 		inKey[k] = true
+		if t.Columns[k].Policy.Any() {
+			return nil, fmt.Errorf("schema for %s: column %q: %w", qual, t.Columns[k].Name, errPolicyKey)
+		}
 		kc := c.cols[k]
 		kc.nullable = false
 		c.keyCols = append(c.keyCols, kc)
@@ -352,6 +358,8 @@ func (c *Codec) appendRow(dst []byte, row []Datum, zeroNulls bool) ([]byte, erro
 		cc := &c.cols[i]
 		d := &row[i]
 		switch {
+		case cc.excluded:
+			continue
 		case d.Unchanged:
 			if cc.unavailable == nil {
 				return dst, c.colErr(cc, fmt.Errorf("type %s cannot carry the unavailable-value marker: %w", cc.typ, ErrUnavailable))

@@ -164,6 +164,9 @@ type FormatConfig struct {
 	// transaction to <topicPrefix>.transaction and fills the transaction
 	// block of change records (Debezium's provide.transaction.metadata).
 	TransactionMetadata bool `koanf:"transactionMetadata"`
+	// HashSalt is the salt of the columns bindings[].columns.hash hashes
+	// (schema.Policy): required when any is; a secret.
+	HashSalt secret.String `koanf:"hashSalt"`
 }
 
 // TombstonesOn reports whether deletes are followed by tombstones.

@@ -170,5 +170,6 @@ type colCodec struct {
 	nullable bool
 	def      string   // the field's default as JSON, "" for none (non-nullable fields)
 	aliases  []string // the field's Avro aliases (sanitized former names)
+	excluded bool     // Policy.Exclude: no field, nothing written
 	mapping
 }

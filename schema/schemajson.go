@@ -86,6 +86,9 @@ func recordSchema(b *strings.Builder, ns, name string, cols []colCodec, forceNon
 	n := 0
 	defined := map[string]bool{}
 	for i := range cols {
+		if cols[i].excluded {
+			continue
+		}
 		if n > 0 {
 			b.WriteByte(',')
 		}

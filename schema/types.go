@@ -37,6 +37,9 @@ type Column struct {
 	// Aliases are former names of the column (a RENAME COLUMN), written as
 	// the field's Avro aliases so readers resolve older records by them.
 	Aliases []string
+	// Policy is the column's policy (policy.go): excluded, hashed, masked
+	// or truncated.
+	Policy Policy
 }
 
 // Table describes a captured table and where its records go.
