@@ -8,10 +8,12 @@ BENCH_DEPLOY_ROWS ?= 300000
 
 # The PostgreSQL major versions that test-versions runs the end-to-end tests
 # on, besides the system's 15 that `go test` finds: built once by
-# .ci/pgversions (called by .ci/deps) into $(PGKAFKA_PG_CACHE)/pgMAJOR.
-PGKAFKA_PG_VERSIONS ?= 13 18
-PGKAFKA_PG_CACHE ?= /var/cache/pgkafka
-export PGKAFKA_PG_VERSIONS PGKAFKA_PG_CACHE
+# .ci/pgversions (called by .ci/deps) into $(PGTEST_PG_CACHE)/pgMAJOR. Not
+# PGKAFKA_ variables: pgkafka reads every one as configuration, and refuses
+# the keys it does not know.
+PGTEST_PG_VERSIONS ?= 13 18
+PGTEST_PG_CACHE ?= /var/cache/pgkafka
+export PGTEST_PG_VERSIONS PGTEST_PG_CACHE
 # What test-versions runs on each: the packages whose tests start a server
 # (cmd/pgkafka's too, once they pass on 13: see README, PostgreSQL versions).
 VERSION_PKGS ?= ./pgsrc/... ./pipeline/
@@ -36,15 +38,15 @@ test: deps lint
 	$(MAKE) --no-print-directory test-versions-only
 
 # The tests of the packages that start a server, on each PostgreSQL of
-# PGKAFKA_PG_VERSIONS (without -race: the race run on 15 covers that).
+# PGTEST_PG_VERSIONS (without -race: the race run on 15 covers that).
 # A test of a feature a version lacks skips there and says why.
 test-versions: deps test-versions-only
 
 test-versions-only:
-	@set -e; for v in $(PGKAFKA_PG_VERSIONS); do \
-		echo "== PostgreSQL $$v: $(PGKAFKA_PG_CACHE)/pg$$v/bin"; \
+	@set -e; for v in $(PGTEST_PG_VERSIONS); do \
+		echo "== PostgreSQL $$v: $(PGTEST_PG_CACHE)/pg$$v/bin"; \
 		start=$$(date +%s); \
-		PGTEST_BINDIR=$(PGKAFKA_PG_CACHE)/pg$$v/bin $(GO) test -count=1 -timeout 20m $(VERSION_PKGS); \
+		PGTEST_BINDIR=$(PGTEST_PG_CACHE)/pg$$v/bin $(GO) test -count=1 -timeout 20m $(VERSION_PKGS); \
 		echo "== PostgreSQL $$v: passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
