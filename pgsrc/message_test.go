@@ -3,8 +3,10 @@ package pgsrc_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/pgkafka/pgkafka/pgsrc"
 )
@@ -107,8 +109,14 @@ func TestReaderStreamsMessages(t *testing.T) {
 	}
 
 	// Restarting at the last message's LSN: it is not sent again; what
-	// follows it is.
-	r, err = pgsrc.StartReader(ctx, &cfg, last, pgsrc.ReaderOptions{Messages: true}, discard())
+	// follows it is. The closed stream's walsender releases the slot a
+	// moment after the connection closes.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, err = pgsrc.StartReader(ctx, &cfg, last, pgsrc.ReaderOptions{Messages: true}, discard())
+		if !errors.Is(err, pgsrc.ErrSlotActive) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
