@@ -61,6 +61,9 @@ func (r *Runner) pgoutputBinary(ctx context.Context, catalog *pgsrc.Catalog, tab
 			}
 		}
 	}
+	for _, t := range r.cfg.outboxTables() {
+		blockers = append(blockers, "outbox table "+t.String())
+	}
 	if len(blockers) == 0 {
 		return true, nil
 	}

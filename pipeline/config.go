@@ -131,6 +131,9 @@ type Binding struct {
 	// Key are the columns of the records' Kafka key (and partitioning),
 	// in place of the table's primary key (keys.go); empty: the table's.
 	Key []string `koanf:"key"`
+	// Outbox makes the table an outbox (outbox.go): its inserts are
+	// events routed by a column, not change records.
+	Outbox *OutboxConfig `koanf:"outbox"`
 }
 
 // Resource names the table of a binding.
@@ -336,6 +339,7 @@ func (c *Config) Complete() {
 			c.Bindings[i].Resource.SyncMode = "incremental"
 		}
 	}
+	c.completeOutboxes()
 }
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
@@ -361,6 +365,7 @@ func (c *Config) Validate() error {
 	c.Toast.validate(&p)
 	c.Kafka.validateRoutes(&p) // before the bindings, whose topics routes may choose
 	c.validateBindings(&p)
+	c.validateOutboxes(&p)
 	c.Kafka.validateProducer(&p)
 	if c.ShutdownTimeout <= 0 {
 		p.add("shutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)

@@ -1,0 +1,121 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgkafka/pgkafka/pipeline"
+)
+
+// rawRecs reads topics (read_committed) without decoding until n records
+// came, and a second more for any beyond, failing the test after timeout.
+func rawRecs(t *testing.T, e *env, topics []string, n int, timeout time.Duration) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.broker.ListenAddrs()...), kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	var settled time.Time
+	for settled.IsZero() || time.Now().Before(settled) {
+		pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if ctx.Err() != nil {
+			t.Fatalf("after %s, %d of %d records read", timeout, len(out), n)
+		}
+		for _, fe := range fs.Errors() {
+			if !errors.Is(fe.Err, context.DeadlineExceeded) {
+				t.Fatalf("fetch %s: %v", fe.Topic, fe.Err)
+			}
+		}
+		out = append(out, fs.Records()...)
+		if len(out) >= n && settled.IsZero() {
+			settled = time.Now().Add(time.Second)
+		}
+	}
+	return out
+}
+
+func header(r *kgo.Record, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// TestOutbox: an outbox binding writes each insert as an event on the
+// topic its aggregatetype routes it to, keyed by its aggregateid, its
+// payload's JSON as the value (a null payload a null value), its id and
+// the configured column as headers; updates and deletes write nothing,
+// the rows there before the start are not events, and the outbox table's
+// own topic is neither created nor written.
+func TestOutbox(t *testing.T) {
+	e := newEnv(t, "public.outbox")
+	e.db.Exec(t, `CREATE TABLE outbox (id uuid PRIMARY KEY, aggregatetype varchar(255) NOT NULL, aggregateid varchar(255) NOT NULL,
+		type varchar(255) NOT NULL, payload jsonb);
+		INSERT INTO outbox VALUES ('00000000-0000-0000-0000-000000000000', 'Order', 'old', 'Old', '{"before": true}')`)
+	e.cfg.Bindings[0].Outbox = &pipeline.OutboxConfig{Headers: []string{"type:eventType"}}
+	e.start(t)
+	e.db.Exec(t, `BEGIN;
+		INSERT INTO outbox VALUES ('11111111-1111-1111-1111-111111111111', 'Order', 'o-1', 'OrderCreated', '{"id": 1, "lines": [{"sku": "a"}]}');
+		INSERT INTO outbox VALUES ('22222222-2222-2222-2222-222222222222', 'Customer', 'c-7', 'CustomerCreated', '{"name": "Ada"}');
+		COMMIT;
+		UPDATE outbox SET payload = '{"id": 2}' WHERE aggregateid = 'o-1';
+		DELETE FROM outbox WHERE aggregateid = 'c-7';
+		INSERT INTO outbox VALUES ('33333333-3333-3333-3333-333333333333', 'Order', 'o-1', 'OrderDeleted', NULL);
+		INSERT INTO outbox VALUES ('44444444-4444-4444-4444-444444444444', 'Order', 'o-2', 'OrderCreated', '{"id": 2}')`)
+	orders, customers := "outbox.event.Order", "outbox.event.Customer"
+	rs := rawRecs(t, e, []string{orders, customers}, 4, 30*time.Second)
+	type event struct{ topic, key, value, id, typ string }
+	var got []event
+	for _, r := range rs {
+		id, _ := header(r, "id")
+		typ, _ := header(r, "eventType")
+		v := string(r.Value)
+		if r.Value == nil {
+			v = "<null>"
+		}
+		got = append(got, event{r.Topic, string(r.Key), v, id, typ})
+	}
+	slices.SortStableFunc(got, func(a, b event) int { return strings.Compare(a.topic, b.topic) })
+	want := []event{
+		{customers, "c-7", `{"name": "Ada"}`, "22222222-2222-2222-2222-222222222222", "CustomerCreated"},
+		{orders, "o-1", `{"id": 1, "lines": [{"sku": "a"}]}`, "11111111-1111-1111-1111-111111111111", "OrderCreated"},
+		{orders, "o-1", "<null>", "33333333-3333-3333-3333-333333333333", "OrderDeleted"},
+		{orders, "o-2", `{"id": 2}`, "44444444-4444-4444-4444-444444444444", "OrderCreated"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %q\nwant %q", got, want)
+	}
+	for _, r := range rs {
+		if len(r.Headers) != 2 {
+			t.Errorf("record %s headers %v, want id and eventType only", r.Key, r.Headers)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.broker.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topics.Has("test.public.outbox") {
+		t.Errorf("the outbox table's own topic exists: %v", topics.Names())
+	}
+}
