@@ -29,8 +29,8 @@ import (
 //   - value: the payload column's text (json, jsonb, text, ...: the JSON
 //     or text itself, as Debezium's StringConverter writes a string
 //     payload), a bytea payload's bytes; no Avro, no registry. A null
-//     payload, or with tombstoneOnEmptyPayload an empty or blank one, is a
-//     null value (a tombstone);
+//     payload, or with tombstoneOnEmptyPayload an empty or blank one (an
+//     empty bytea too), is a null value (a tombstone);
 //   - headers: "id", the id column's text (Debezium's), then each of
 //     outbox.headers ("column" or "column:header"), as text, null when null.
 //
@@ -328,7 +328,7 @@ func (r *outboxRouter) encode(ctx context.Context, tc *tableCodec, ch *pgsrc.Cha
 	p := row[ot.payload]
 	switch {
 	case p.Kind != pgsrc.ValueText:
-	case ot.cfg.TombstoneOnEmptyPayload && len(strings.TrimSpace(string(p.Data))) == 0:
+	case ot.cfg.TombstoneOnEmptyPayload && (len(strings.TrimSpace(string(p.Data))) == 0 || ot.byteaPayload && string(p.Data) == `\x`):
 	case ot.byteaPayload:
 		v, err := unhexBytea(rb, p.Data)
 		if err != nil {

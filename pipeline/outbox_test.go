@@ -119,3 +119,87 @@ func TestOutbox(t *testing.T) {
 		t.Errorf("the outbox table's own topic exists: %v", topics.Names())
 	}
 }
+
+// TestOutboxValidation: the outbox block's problems are configuration
+// errors, each named with its key path.
+func TestOutboxValidation(t *testing.T) {
+	cfg := pipeline.Config{Name: "x"}
+	cfg.Source.Address, cfg.Source.Password = "h:5432", "pw"
+	cfg.Bindings = []pipeline.Binding{{Resource: pipeline.Resource{Namespace: "public", Stream: "outbox"},
+		Outbox: &pipeline.OutboxConfig{}}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if o := cfg.Bindings[0].Outbox; o.ID != "id" || o.Key != "aggregateid" || o.Payload != "payload" || o.RouteBy != "aggregatetype" ||
+		o.Topic != "outbox.event.${routedByValue}" || o.OnUpdate != "warn" || o.TombstoneOnEmptyPayload {
+		t.Errorf("defaults: %+v", o)
+	}
+	cfg.Bindings[0].Key = []string{"id"}
+	cfg.Bindings[0].Target = "t"
+	cfg.Bindings[0].Outbox = &pipeline.OutboxConfig{Topic: "bad topic/${routedByValue}", OnUpdate: "explode", Headers: []string{"type", ":x", "kind:type"}}
+	err := cfg.Validate()
+	for _, want := range []string{"bindings[0].key:", "bindings[0].target:", "bindings[0].outbox.topic:", "bindings[0].outbox.onUpdate:",
+		"bindings[0].outbox.headers[1]:", "bindings[0].outbox.headers[2]:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want %s", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "headers[0]") {
+		t.Errorf("headers[0] (type) refused: %v", err)
+	}
+}
+
+// TestOutboxUnknownColumn: a column the outbox block names that the table
+// lacks stops the start, named with its key path.
+func TestOutboxUnknownColumn(t *testing.T) {
+	e := newEnv(t, "public.outbox")
+	e.db.Exec(t, `CREATE TABLE outbox (id uuid PRIMARY KEY, aggregateid text, payload jsonb, kind text)`)
+	e.cfg.Bindings[0].Outbox = &pipeline.OutboxConfig{Headers: []string{"nope:x"}}
+	rn := e.launch(t)
+	select {
+	case err := <-rn.done:
+		rn.done <- err // for the cleanup
+		for _, want := range []string{`bindings[0].outbox.routeBy: table public.outbox has no column "aggregatetype"`, `bindings[0].outbox.headers[0]:`} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Run() = %v, want %s", err, want)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the capture started with an outbox column missing")
+	}
+}
+
+// TestOutboxOptions: other column names, a topic template whose value is
+// sanitized, a bytea payload written as its bytes, an empty payload as a
+// tombstone (tombstoneOnEmptyPayload), and onUpdate: fail stopping the
+// capture at an update.
+func TestOutboxOptions(t *testing.T) {
+	e := newEnv(t, "public.events")
+	e.db.Exec(t, `CREATE TABLE events (event_id bigint PRIMARY KEY, kind text NOT NULL, agg text, body bytea, tenant text)`)
+	e.cfg.Bindings[0].Outbox = &pipeline.OutboxConfig{ID: "event_id", Key: "agg", Payload: "body", RouteBy: "kind",
+		Topic: "events-${routedByValue}", Headers: []string{"tenant"}, TombstoneOnEmptyPayload: true, OnUpdate: "fail"}
+	rn := e.start(t)
+	e.db.Exec(t, `INSERT INTO events VALUES (1, 'in voice', 'a', '\x00ff10', 't1'), (2, 'in voice', NULL, '', NULL)`)
+	rs := rawRecs(t, e, []string{"events-in_voice"}, 2, 30*time.Second)
+	if len(rs) != 2 {
+		t.Fatalf("%d records, want 2", len(rs))
+	}
+	if r := rs[0]; string(r.Key) != "a" || string(r.Value) != "\x00\xff\x10" || len(r.Headers) != 2 ||
+		r.Headers[0].Key != "id" || string(r.Headers[0].Value) != "1" || r.Headers[1].Key != "tenant" || string(r.Headers[1].Value) != "t1" {
+		t.Errorf("first event: key %q value %x headers %v", r.Key, r.Value, r.Headers)
+	}
+	if r := rs[1]; r.Key != nil || r.Value != nil || r.Headers[1].Value != nil {
+		t.Errorf("second event: key %q value %q headers %v, want null key, tombstone, null tenant", r.Key, r.Value, r.Headers)
+	}
+	e.db.Exec(t, `UPDATE events SET tenant = 't2' WHERE event_id = 1`)
+	select {
+	case err := <-rn.done:
+		rn.done <- err // for the cleanup
+		if err == nil || !strings.Contains(err.Error(), "update of outbox table public.events") {
+			t.Fatalf("Run() = %v, want the update named", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("onUpdate: fail, and the capture goes on after an update")
+	}
+}
