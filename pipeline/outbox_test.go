@@ -60,7 +60,8 @@ func header(r *kgo.Record, key string) (string, bool) {
 // TestOutbox: an outbox binding writes each insert as an event on the
 // topic its aggregatetype routes it to, keyed by its aggregateid, its
 // payload's JSON as the value (a null payload a null value), its id and
-// the configured column as headers; updates and deletes write nothing,
+// the configured column as headers (an event deleted in its own
+// transaction too); updates and deletes write nothing,
 // the rows there before the start are not events, and the outbox table's
 // own topic is neither created nor written.
 func TestOutbox(t *testing.T) {
@@ -73,13 +74,15 @@ func TestOutbox(t *testing.T) {
 	e.db.Exec(t, `BEGIN;
 		INSERT INTO outbox VALUES ('11111111-1111-1111-1111-111111111111', 'Order', 'o-1', 'OrderCreated', '{"id": 1, "lines": [{"sku": "a"}]}');
 		INSERT INTO outbox VALUES ('22222222-2222-2222-2222-222222222222', 'Customer', 'c-7', 'CustomerCreated', '{"name": "Ada"}');
+		INSERT INTO outbox VALUES ('55555555-5555-5555-5555-555555555555', 'Customer', 'c-8', 'CustomerCreated', '"deleted at once"');
+		DELETE FROM outbox WHERE aggregateid = 'c-8';
 		COMMIT;
 		UPDATE outbox SET payload = '{"id": 2}' WHERE aggregateid = 'o-1';
 		DELETE FROM outbox WHERE aggregateid = 'c-7';
 		INSERT INTO outbox VALUES ('33333333-3333-3333-3333-333333333333', 'Order', 'o-1', 'OrderDeleted', NULL);
 		INSERT INTO outbox VALUES ('44444444-4444-4444-4444-444444444444', 'Order', 'o-2', 'OrderCreated', '{"id": 2}')`)
 	orders, customers := "outbox.event.Order", "outbox.event.Customer"
-	rs := rawRecs(t, e, []string{orders, customers}, 4, 30*time.Second)
+	rs := rawRecs(t, e, []string{orders, customers}, 5, 30*time.Second)
 	type event struct{ topic, key, value, id, typ string }
 	var got []event
 	for _, r := range rs {
@@ -94,6 +97,7 @@ func TestOutbox(t *testing.T) {
 	slices.SortStableFunc(got, func(a, b event) int { return strings.Compare(a.topic, b.topic) })
 	want := []event{
 		{customers, "c-7", `{"name": "Ada"}`, "22222222-2222-2222-2222-222222222222", "CustomerCreated"},
+		{customers, "c-8", `"deleted at once"`, "55555555-5555-5555-5555-555555555555", "CustomerCreated"},
 		{orders, "o-1", `{"id": 1, "lines": [{"sku": "a"}]}`, "11111111-1111-1111-1111-111111111111", "OrderCreated"},
 		{orders, "o-1", "<null>", "33333333-3333-3333-3333-333333333333", "OrderDeleted"},
 		{orders, "o-2", `{"id": 2}`, "44444444-4444-4444-4444-444444444444", "OrderCreated"},
