@@ -580,6 +580,12 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 		name := t.Ref().String()
 		st, known := prev[name]
 		switch {
+		case s.cfg.outboxOf(t.Ref()) != nil && (!known || st.State == offsets.StateBackfilling):
+			if known {
+				s.log.Warn("backfill of an outbox table not run: its rows there are past events, not read again", "table", name)
+			}
+			s.start.Tables[name] = offsets.TableState{State: offsets.StateSkipped, OID: t.OID}
+			continue
 		case known && st.State != offsets.StateBackfilling:
 			st.OID = t.OID
 			s.start.Tables[name] = st
@@ -653,7 +659,7 @@ func (s *session) skipBackfills() map[string]bool {
 		skip[t] = true
 	}
 	for _, t := range s.cfg.outboxTables() {
-		skip[t.String()] = true // an outbox's rows there are past events
+		skip[t.String()] = true // an outbox's rows there are past events (tableStates)
 	}
 	return skip
 }
