@@ -62,6 +62,9 @@ func (r *Runner) pgoutputBinary(ctx context.Context, catalog *pgsrc.Catalog, tab
 		}
 	}
 	blockers = append(blockers, r.cfg.hashedBinaryBlockers(tables)...) // columns.go
+	for _, t := range r.cfg.outboxTables() {
+		blockers = append(blockers, "outbox table "+t.String())
+	}
 	if len(blockers) == 0 {
 		return true, nil
 	}

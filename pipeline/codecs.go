@@ -149,6 +149,7 @@ type tableCodec struct {
 	counts     *opCounters // records by op, in metrics
 	toast      toastTable
 	headers    *recordHeaders // nil without kafka.headers
+	outbox     *outboxTable   // an outbox's (outbox.go): no codec, no topic of its own
 }
 
 // captured reports whether ref is a captured table.
@@ -205,6 +206,10 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 	tc := &tableCodec{ref: ref, rel: rel, watermarks: ref == c.watermarks}
 	info, err := c.boundInfo(ctx, rel)
 	if err != nil || info == nil {
+		return tc, err
+	}
+	if ob := c.cfg.outboxOf(ref); ob != nil { // info describes a dropped table too
+		tc.outbox, err = newOutboxTable(ob, rel, info)
 		return tc, err
 	}
 	var st schema.Table

@@ -134,6 +134,9 @@ type Binding struct {
 	// Columns are the binding's column policies (columns.go): columns
 	// excluded, hashed, masked or truncated.
 	Columns ColumnPolicies `koanf:"columns"`
+	// Outbox makes the table an outbox (outbox.go): its inserts are
+	// events routed by a column, not change records.
+	Outbox *OutboxConfig `koanf:"outbox"`
 }
 
 // Resource names the table of a binding.
@@ -339,6 +342,7 @@ func (c *Config) Complete() {
 			c.Bindings[i].Resource.SyncMode = "incremental"
 		}
 	}
+	c.completeOutboxes()
 }
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
@@ -365,6 +369,7 @@ func (c *Config) Validate() error {
 	c.Kafka.validateRoutes(&p) // before the bindings, whose topics routes may choose
 	c.validateBindings(&p)
 	c.validateColumns(&p)
+	c.validateOutboxes(&p)
 	c.Kafka.validateProducer(&p)
 	if c.ShutdownTimeout <= 0 {
 		p.add("shutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)

@@ -28,7 +28,7 @@
 //     which chunk to emit, toast.go for unchanged TOASTed values, binary.go
 //     for binary keys as text, message.go for logical decoding messages,
 //     resume.go for what Kafka holds already; encode.go writes the records
-//     of row changes.
+//     of row changes, outbox.go the events of outbox tables.
 //   - backfill.go: the backfill stage, which reads the tables in chunks
 //     between watermarks and encodes their rows; chunk.go is its handover
 //     to the serializer's dblog (immutable plans and results, channels,

@@ -36,6 +36,9 @@ func (s *serializerStage) encode(ctx context.Context, ch *pgsrc.Change, nowMs in
 	if tc.watermarks {
 		return s.dblog.onWatermark(ctx, s.codecs, ch, rb)
 	}
+	if tc.outbox != nil {
+		return s.outbox.encode(ctx, tc, ch, rb)
+	}
 	if tc.codec == nil {
 		return nil
 	}

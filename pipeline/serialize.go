@@ -27,6 +27,7 @@ type serializerStage struct {
 	toast    *toastReconciler
 	keyText  *keyText // nil when pgoutput streams text
 	messages *messageTopic
+	outbox   *outboxRouter // outbox.go
 	resumed  resumePoint
 	log      *slog.Logger
 	rows     rowEncoder

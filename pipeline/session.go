@@ -165,6 +165,9 @@ func (s *session) openSource(ctx context.Context) error {
 	if err := s.cfg.checkColumns(s.tables); err != nil {
 		return err
 	}
+	if err := s.cfg.checkOutboxes(s.tables); err != nil {
+		return err
+	}
 	s.refs = make([]pgsrc.TableRef, len(s.tables))
 	s.bound = make(map[pgsrc.TableRef]*pgsrc.Table, len(s.tables))
 	for i := range s.tables {
@@ -214,6 +217,9 @@ func (s *session) openKafka(ctx context.Context) error {
 	}
 	topics := make([]string, 0, len(s.refs)+1)
 	for _, ref := range s.refs {
+		if cfg.outboxOf(ref) != nil {
+			continue // its events' topics are created on first sight (outbox.go)
+		}
 		if t := cfg.TopicFor(ref); !slices.Contains(topics, t) { // a route's tables share one
 			topics = append(topics, t)
 		}
@@ -391,6 +397,7 @@ func (s *session) wire() {
 		dblog:    newDBLog(cfg.Source.Advanced.SlotName, s.backfills, plans, gate, cfg.Kafka.TransactionWindow, toast, log),
 		toast:    toast,
 		messages: s.messages,
+		outbox:   newOutboxRouter(cfg, s.admin, limit, log),
 		resumed:  resumePoint{s.resumed},
 		log:      log,
 		rows:     rowEncoder{limit: limit, tombstones: cfg.Format.TombstonesOn(), txm: s.txm},
@@ -576,6 +583,12 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 		name := t.Ref().String()
 		st, known := prev[name]
 		switch {
+		case s.cfg.outboxOf(t.Ref()) != nil && (!known || st.State == offsets.StateBackfilling):
+			if known {
+				s.log.Warn("backfill of an outbox table not run: its rows there are past events, not read again", "table", name)
+			}
+			s.start.Tables[name] = offsets.TableState{State: offsets.StateSkipped, OID: t.OID}
+			continue
 		case known && st.State != offsets.StateBackfilling:
 			st.OID = t.OID
 			s.start.Tables[name] = st
@@ -647,6 +660,9 @@ func (s *session) skipBackfills() map[string]bool {
 	skip := map[string]bool{}
 	for _, t := range s.cfg.Source.SkipBackfillTables() {
 		skip[t] = true
+	}
+	for _, t := range s.cfg.outboxTables() {
+		skip[t.String()] = true // an outbox's rows there are past events (tableStates)
 	}
 	return skip
 }
