@@ -508,6 +508,7 @@ func (t *topicSide) readToEnd(ctx context.Context) error {
 		if t.client, err = kgo.NewClient(append(slices.Clone(t.v.kopts),
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.topic: parts}),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.KeepControlRecords(), // the last offsets may be commit markers
 			kgo.FetchMaxWait(100*time.Millisecond))...); err != nil {
 			return fmt.Errorf("kafka consumer: %w", err)
 		}
@@ -554,6 +555,9 @@ func (t *topicSide) readToEnd(ctx context.Context) error {
 
 // fold makes r the latest record of its key.
 func (t *topicSide) fold(ctx context.Context, r *kgo.Record) error {
+	if r.Attrs.IsControl() {
+		return nil
+	}
 	t.records++
 	if len(r.Key) < 5 {
 		return nil // a null key (a truncate): no row's
