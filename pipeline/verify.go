@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -297,7 +298,9 @@ func (ts *tableSide) scan(ctx context.Context, fn func(key []byte, after func() 
 				return fmt.Errorf("encoding the key of a row of %s: %w", ts.info.Ref(), err)
 			}
 			return fn(ts.key[5:], func() (map[string]any, error) {
-				if ts.buf, err = ts.codec.AppendValue(ts.buf[:0], &ts.ev); err != nil {
+				if ts.buf, err = ts.codec.AppendValue(ts.buf[:0], &ts.ev); errors.Is(err, schema.ErrNotRepresentable) {
+					return map[string]any{}, nil // no record carries it: the key shows as missing
+				} else if err != nil {
 					return nil, fmt.Errorf("encoding a row of %s: %w", ts.info.Ref(), err)
 				}
 				var val any
