@@ -31,6 +31,9 @@ Usage:
   pgkafka backfill -c FILE [--where 'SQL CONDITION'] SCHEMA.TABLE...
                              read the tables again (new 'r' records) while the rest streams;
                              with --where, only the rows the condition passes
+  pgkafka verify   -c FILE [--show N] [--catch-up DURATION] [SCHEMA.TABLE...]
+                             compare each table with its topic's compacted state (never
+                             writes); exit 0 equal, 1 different, 2 a table it refuses
   pgkafka demo               a throwaway PostgreSQL, Kafka broker and schema registry under load
   pgkafka version
 
@@ -104,6 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cf.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cf.progress, "progress", "auto", "backfill progress bars (run): auto (on a terminal), always or never")
 	var where string
+	var vf verifyFlags
+	fs.IntVar(&vf.show, "show", 10, "verify: how many keys of each kind to list")
+	fs.StringVar(&vf.catchUp, "catch-up", "1m", "verify: how long a re-check waits for the capture to catch up")
 	fs.StringVar(&where, "where", "", "backfill: read only the rows this SQL condition passes")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -112,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgkafka %s: --where is a flag of pgkafka backfill\n", cmd)
 		return 2
 	}
-	if fs.NArg() > 0 && cmd != "backfill" {
+	if fs.NArg() > 0 && cmd != "backfill" && cmd != "verify" {
 		fmt.Fprintf(stderr, "pgkafka %s: unexpected argument %q\n", cmd, fs.Arg(0))
 		return 2
 	}
@@ -127,7 +133,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var ui *progressUI
 	logOut := stderr
-	if bars && cmd == "run" {
+	if bars && (cmd == "run" || cmd == "verify") {
 		ui = newProgressUI(stderr)
 		defer ui.close()
 		logOut = ui
@@ -146,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "demo":
 		return exit(log, runDemo(ctx, stdout, log))
-	case "run", "discover", "check", "status", "backfill":
+	case "run", "discover", "check", "status", "backfill", "verify":
 	default:
 		fmt.Fprintf(stderr, "pgkafka: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -169,6 +175,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exit(log, runStatus(ctx, cfg, stdout))
 	case "backfill":
 		return exit(log, runBackfill(ctx, cfg, fs.Args(), where, stdout))
+	case "verify":
+		opts, err := vf.options()
+		if err != nil {
+			fmt.Fprintf(stderr, "pgkafka verify: %v\n", err)
+			return 2
+		}
+		return runVerify(ctx, cfg, fs.Args(), opts, ui, stdout, log)
 	default:
 		return exit(log, runCheck(ctx, cfg, stdout))
 	}
