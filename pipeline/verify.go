@@ -197,6 +197,8 @@ func verifiable(cfg *Config, t *pgsrc.Table) error {
 			ref, strings.Join(cfg.messageKey(t), ", "), strings.Join(t.KeyColumns, ", "))
 	case cfg.route(ref) != nil:
 		return fmt.Errorf("table %s goes to topic %s by kafka.topicRoutes, shared with other tables; verify refuses routed tables", ref, cfg.TopicFor(ref))
+	case cfg.outboxOf(ref) != nil:
+		return fmt.Errorf("table %s is an outbox: its inserts are events on other topics, not a table's state; verify refuses it", ref)
 	}
 	return nil
 }
@@ -642,7 +644,7 @@ func (v *verifier) table(ctx context.Context, c *codecs, info *pgsrc.Table) (*Ve
 	if chunk < 10000 {
 		chunk = 10000
 	}
-	ts := &tableSide{v: v, info: info, order: order, codec: codec, binary: binaryColumns(info), chunk: chunk, estim: info.Estimated, flat: flat,
+	ts := &tableSide{v: v, info: info, order: order, codec: codec, binary: v.cfg.textHashed(info, binaryColumns(info)), chunk: chunk, estim: info.Estimated, flat: flat,
 		ev: schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}}
 	adm, err := kgo.NewClient(v.kopts...)
 	if err != nil {
