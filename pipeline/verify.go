@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hamba/avro/v2"
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -305,8 +304,8 @@ func (ts *tableSide) scan(ctx context.Context, fn func(key []byte, after func() 
 				} else if err != nil {
 					return nil, fmt.Errorf("encoding a row of %s: %w", ts.info.Ref(), err)
 				}
-				var val any
-				if err := avro.Unmarshal(ts.codec.ValueAvro(), ts.buf[5:], &val); err != nil {
+				val, err := ts.codec.DecodeValue(ts.buf)
+				if err != nil {
 					return nil, fmt.Errorf("decoding a row of %s as encoded: %w", ts.info.Ref(), err)
 				}
 				img, _ := afterImage(val, ts.flat)
@@ -823,21 +822,17 @@ func sameValue(x, y any) bool {
 
 // formatKey prints a key (Avro, unframed) as its columns: id=5.
 func formatKey(codec *schema.Codec, key []byte) string {
-	var v any
-	if err := avro.Unmarshal(codec.KeyAvro(), key, &v); err != nil {
+	names, values, err := codec.DecodeKey(key)
+	if err != nil {
 		return fmt.Sprintf("%x", key)
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return fmt.Sprint(v)
-	}
 	var parts []string
-	for _, f := range codec.KeyAvro().(*avro.RecordSchema).Fields() {
-		x := unionValue(m[f.Name()])
+	for i, name := range names {
+		x := unionValue(values[i])
 		if b, ok := x.([]byte); ok {
 			x = fmt.Sprintf("\\x%x", b)
 		}
-		parts = append(parts, fmt.Sprintf("%s=%v", f.Name(), x))
+		parts = append(parts, fmt.Sprintf("%s=%v", name, x))
 	}
 	return strings.Join(parts, ",")
 }

@@ -422,3 +422,34 @@ func (c *Codec) rowLenErr(what string, got int) error {
 func (c *Codec) imageErr(op Op, image string) error {
 	return fmt.Errorf("value of %s: %s event without its %s image", c.table, op, image)
 }
+
+// DecodeValue decodes a value this codec encoded (Confluent-framed) into
+// hamba/avro's generic form, for comparing records by their values.
+func (c *Codec) DecodeValue(framed []byte) (any, error) {
+	if len(framed) < 5 {
+		return nil, fmt.Errorf("value of %s: %d bytes, shorter than the framing", c.table, len(framed))
+	}
+	var v any
+	if err := avro.Unmarshal(c.valueAvro, framed[5:], &v); err != nil {
+		return nil, fmt.Errorf("value of %s: %w", c.table, err)
+	}
+	return v, nil
+}
+
+// DecodeKey decodes a key record (unframed) into its fields' names and
+// generic values, in the key's field order.
+func (c *Codec) DecodeKey(key []byte) (names []string, values []any, err error) {
+	rec, ok := c.keyAvro.(*avro.RecordSchema)
+	if !ok {
+		return nil, nil, fmt.Errorf("key of %s: %w", c.table, ErrKeyless)
+	}
+	var v map[string]any
+	if err := avro.Unmarshal(c.keyAvro, key, &v); err != nil {
+		return nil, nil, fmt.Errorf("key of %s: %w", c.table, err)
+	}
+	for _, f := range rec.Fields() {
+		names = append(names, f.Name())
+		values = append(values, v[f.Name()])
+	}
+	return names, values, nil
+}
