@@ -141,6 +141,15 @@ type openedChunk struct {
 func (t *tableReader) run(ctx, soft context.Context) error {
 	ref := t.job.info.Ref()
 	t.begin(ctx)
+	// The next chunk's opening runs beside the read: whatever way run
+	// returns, it is stopped and waited for, so that it never writes a
+	// watermark on a connection the session is closing.
+	octx, cancelOpen := context.WithCancel(ctx)
+	var opening sync.WaitGroup
+	defer func() {
+		cancelOpen()
+		opening.Wait()
+	}()
 	var cur openedChunk
 	if soft.Err() == nil {
 		cur = t.plan(ctx, soft, t.job.cursor, t.job.ctid)
@@ -159,8 +168,12 @@ func (t *tableReader) run(ctx, soft context.Context) error {
 			if err != nil {
 				return backfillError(ref, err)
 			}
-			next = make(chan openedChunk, 1)
-			go func() { next <- t.open(ctx, soft, np) }()
+			next = make(chan openedChunk, 1) // the goroutine never blocks on it
+			opening.Add(1)
+			go func() {
+				defer opening.Done()
+				next <- t.open(octx, soft, np)
+			}()
 		}
 		res, err := t.read(ctx, cur.plan, cur.chunkOpening)
 		if err != nil {
