@@ -44,8 +44,33 @@ type Checkpoint struct {
 	Partial *Partial
 	// Tables holds each captured table's state, by "<schema>.<table>".
 	Tables map[string]TableState
+	// SlotLost records the last replication slot lost while this
+	// checkpoint existed and re-created under source.advanced.onSlotLost:
+	// rebackfill; nil when none was. It stays as a record; the tables
+	// still to be backfilled again carry TableState.Purge.
+	SlotLost *SlotLost
 	// UpdatedAt is when the checkpoint was written.
 	UpdatedAt time.Time
+}
+
+// SlotLost is a replication slot found lost, and re-created.
+type SlotLost struct {
+	Slot string `json:"slot"`
+	// LSN is the checkpoint's LSN when the slot was found lost: the
+	// changes after it were never read.
+	LSN pglogrepl.LSN `json:"-"`
+	// At is when it was found lost.
+	At time.Time `json:"at"`
+	// Pending: the checkpoint was written before the new slot was made;
+	// its LSN is still the old one, and the next session makes the slot
+	// again.
+	Pending bool `json:"pending,omitempty"`
+}
+
+// jsonSlotLost is a SlotLost in the offsets topic's form.
+type jsonSlotLost struct {
+	SlotLost
+	LSN string `json:"lsn"`
 }
 
 // Partial is the part of one transaction already in Kafka.
@@ -79,6 +104,10 @@ type TableState struct {
 	// DroppedAt, in StateDropped, is a WAL position the DROP committed
 	// before: every change of the table is below it.
 	DroppedAt pglogrepl.LSN
+	// Purge, in StateBackfilling, marks a backfill after a lost slot: at
+	// its end, the keys its topic holds that the table no longer has are
+	// removed (a delete and a tombstone each).
+	Purge bool
 }
 
 // DropCaptured reports whether st is a dropped table's whose changes a
@@ -94,12 +123,13 @@ type jsonTableState struct {
 	Where     string          `json:"where,omitempty"`
 	OID       uint32          `json:"oid,omitempty"`
 	DroppedAt string          `json:"droppedAt,omitempty"`
+	Purge     bool            `json:"purgeAfterBackfill,omitempty"`
 }
 
 // MarshalJSON writes the offsets topic's form: the LSN as PostgreSQL
 // prints it.
 func (st TableState) MarshalJSON() ([]byte, error) {
-	j := jsonTableState{State: st.State, Cursor: st.Cursor, Where: st.Where, OID: st.OID}
+	j := jsonTableState{State: st.State, Cursor: st.Cursor, Where: st.Where, OID: st.OID, Purge: st.Purge}
 	if st.State == StateDropped {
 		j.DroppedAt = st.DroppedAt.String()
 	}
@@ -113,7 +143,7 @@ func (st *TableState) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*st = TableState{State: j.State, Cursor: j.Cursor, Where: j.Where, OID: j.OID}
+	*st = TableState{State: j.State, Cursor: j.Cursor, Where: j.Where, OID: j.OID, Purge: j.Purge}
 	if j.DroppedAt != "" {
 		lsn, err := pglogrepl.ParseLSN(j.DroppedAt)
 		if err != nil {
@@ -139,6 +169,10 @@ func (c *Checkpoint) Clone() *Checkpoint {
 		out.Partial = &p
 	}
 	out.Tables = maps.Clone(c.Tables)
+	if c.SlotLost != nil {
+		l := *c.SlotLost
+		out.SlotLost = &l
+	}
 	return &out
 }
 
@@ -150,6 +184,7 @@ type jsonCheckpoint struct {
 	CommitTime *time.Time            `json:"commitTime,omitempty"`
 	Partial    *jsonPartial          `json:"partial,omitempty"`
 	Tables     map[string]TableState `json:"tables,omitempty"`
+	SlotLost   *jsonSlotLost         `json:"slotLost,omitempty"`
 	UpdatedAt  time.Time             `json:"updatedAt"`
 }
 
@@ -170,6 +205,10 @@ func (c *Checkpoint) MarshalJSON() ([]byte, error) {
 	if p := c.Partial; p != nil {
 		j.Partial = &jsonPartial{CommitLSN: p.CommitLSN.String(), Xid: p.Xid, Changes: p.Changes, Events: p.Events}
 	}
+	if l := c.SlotLost; l != nil {
+		j.SlotLost = &jsonSlotLost{SlotLost: *l, LSN: l.LSN.String()}
+		j.SlotLost.At = l.At.UTC()
+	}
 	return json.Marshal(j)
 }
 
@@ -189,6 +228,15 @@ func (c *Checkpoint) UnmarshalJSON(b []byte) error {
 	*c = Checkpoint{LSN: lsn, Tables: j.Tables, UpdatedAt: j.UpdatedAt}
 	if j.CommitTime != nil {
 		c.CommitTime = *j.CommitTime
+	}
+	if l := j.SlotLost; l != nil {
+		lsn, err := pglogrepl.ParseLSN(l.LSN)
+		if err != nil {
+			return fmt.Errorf("checkpoint slotLost.lsn %q: %w", l.LSN, err)
+		}
+		sl := l.SlotLost
+		sl.LSN = lsn
+		c.SlotLost = &sl
 	}
 	if p := j.Partial; p != nil {
 		commit, err := pglogrepl.ParseLSN(p.CommitLSN)

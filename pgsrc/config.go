@@ -84,6 +84,12 @@ type Advanced struct {
 	// `pgkafka backfill` are still honoured) or "initial_only" (backfill
 	// the tables that need it, then stop).
 	BackfillMode string `koanf:"backfillMode"`
+	// OnSlotLost says what `pgkafka run` does when the slot is gone or
+	// invalidated (wal_status lost) while a checkpoint exists: "fail"
+	// (stop, saying how to start over) or "rebackfill" (create a new slot,
+	// backfill every table again, and at the end of each table's backfill
+	// remove from its topic the keys the table no longer has).
+	OnSlotLost string `koanf:"onSlotLost"`
 	// SSLMode overrides libpq's sslmode: disable, allow, prefer, require,
 	// verify-ca or verify-full.
 	SSLMode string `koanf:"sslmode"`
@@ -132,6 +138,12 @@ const (
 	BackfillInitialOnly = "initial_only"
 )
 
+// The values of source.advanced.onSlotLost.
+const (
+	SlotLostFail       = "fail"
+	SlotLostRebackfill = "rebackfill"
+)
+
 // SetDefaults fills the fields left empty with the specification's defaults.
 // A zero HeartbeatInterval is left as it is (heartbeats off): only a nil
 // one is empty.
@@ -171,6 +183,9 @@ func (c *Config) SetDefaults() {
 	}
 	if a.BackfillMode == "" {
 		a.BackfillMode = BackfillInitial
+	}
+	if a.OnSlotLost == "" {
+		a.OnSlotLost = SlotLostFail
 	}
 }
 
@@ -259,6 +274,11 @@ func (c *Config) Validate() error {
 	case BackfillInitial, BackfillNever, BackfillInitialOnly, "": // "": SetDefaults not called
 	default:
 		bad("advanced.backfillMode", "%q is not one of %s, %s, %s", a.BackfillMode, BackfillInitial, BackfillNever, BackfillInitialOnly)
+	}
+	switch a.OnSlotLost {
+	case SlotLostFail, SlotLostRebackfill, "": // "": SetDefaults not called
+	default:
+		bad("advanced.onSlotLost", "%q is not one of %s, %s", a.OnSlotLost, SlotLostFail, SlotLostRebackfill)
 	}
 	if a.SSLMode != "" && !slices.Contains(sslModes, a.SSLMode) {
 		bad("advanced.sslmode", "%q is not one of %s", a.SSLMode, strings.Join(sslModes, ", "))

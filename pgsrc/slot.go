@@ -75,3 +75,13 @@ func (c *Catalog) Slot(ctx context.Context, slot string) (*SlotStatus, error) {
 	}
 	return st, nil
 }
+
+// DropSlot drops the replication slot named slot, if it exists and no
+// connection streams from it: a slot the server invalidated cannot be
+// used again.
+func (c *Catalog) DropSlot(ctx context.Context, slot string) error {
+	if _, err := c.conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot); err != nil {
+		return fmt.Errorf("dropping replication slot %q: %w", slot, err)
+	}
+	return nil
+}

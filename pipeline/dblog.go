@@ -74,6 +74,11 @@ type dblog struct {
 	delivered     []uint32
 	deliveredNext int
 
+	// purger removes the keys left at the end of a re-backfill after a
+	// lost slot (nil when none is run); tombstones is format.tombstones.
+	purger     *purger
+	tombstones bool
+
 	key [][]byte // scratch
 }
 
@@ -98,6 +103,10 @@ type tableBackfill struct {
 	// where is the condition of a filtered backfill (info.BackfillWhere),
 	// or "".
 	where string
+	// purgeMark: a backfill after a lost slot (slotlost.go); purge is the
+	// keys of its topic not seen yet, removed at its end.
+	purgeMark bool
+	purge     *purgeSet
 }
 
 // chunkWindow is a chunk between its watermarks.
@@ -127,7 +136,7 @@ func (b *tableBackfill) state() offsets.TableState {
 	if b.done {
 		return offsets.TableState{State: offsets.StateStreaming, OID: b.info.OID}
 	}
-	st := offsets.TableState{State: offsets.StateBackfilling, OID: b.info.OID, Where: b.where}
+	st := offsets.TableState{State: offsets.StateBackfilling, OID: b.info.OID, Where: b.where, Purge: b.purgeMark}
 	switch {
 	case b.order == nil && b.ctid != "":
 		st.Cursor, _ = json.Marshal(map[string]string{"ctid": b.ctid})
@@ -223,7 +232,15 @@ func (d *dblog) admit(tc *tableCodec, tuple []pgsrc.Value) bool {
 		// cannot be placed: let the change through.
 		return true
 	}
-	return b.admits(k)
+	if !b.admits(k) {
+		return false
+	}
+	if b.purge != nil {
+		// The stream gives this key's state from here on: never removed
+		// at the backfill's end (slotlost.go).
+		b.purge.seenRow(tc, tuple)
+	}
+	return true
 }
 
 // keyOf returns the key columns' text of a tuple, in a reused buffer; ok
@@ -382,6 +399,12 @@ func (d *dblog) emit(ctx context.Context, plan *chunkPlan, rb *recordBatch) erro
 		b.cursor = plan.end
 	}
 	b.done = !res.more
+	if b.done && b.purge != nil {
+		if err := d.purger.purge(ctx, plan.table, b.purge, d.tombstones, rb); err != nil {
+			return fmt.Errorf("re-backfill of %s after a lost slot: removing the keys the table no longer has: %w", plan.table, err)
+		}
+		b.purge, b.purgeMark = nil, false
+	}
 	if rb.tables == nil {
 		rb.tables = make(map[string]offsets.TableState)
 	}
@@ -398,6 +421,9 @@ func (d *dblog) appendRows(b *tableBackfill, w *chunkWindow, res *chunkResult, r
 	n := 0
 	rb.recs = slices.Grow(rb.recs, len(res.recs))
 	for i := range res.recs {
+		if b.purge != nil {
+			b.purge.seenRow(w.tc, res.rows[i]) // whatever became of its record
+		}
 		if res.recs[i].Value == nil {
 			continue
 		}

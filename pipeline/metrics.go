@@ -37,6 +37,8 @@ type Metrics struct {
 	slotRetained  prometheus.Gauge
 	slotSafeWAL   prometheus.Gauge
 	slotWALStatus *prometheus.GaugeVec // status
+	slotLost      prometheus.Counter
+	purged        *prometheus.CounterVec // table
 }
 
 // TOAST reconciler paths (DESIGN §4), the values of the path label.
@@ -100,6 +102,10 @@ func newMetrics() *Metrics {
 		"WAL that may still be written before the slot risks invalidation (safe_wal_size, PostgreSQL 13+ under max_slot_wal_keep_size); -1 when unlimited.")
 	m.slotWALStatus = gaugeVec("pgkafka_slot_wal_status",
 		"1 for the slot's wal_status at the last check (reserved, extended, unreserved, lost; PostgreSQL 13+), 0 for the others.", "status")
+	m.slotLost = counter("pgkafka_slot_lost_total",
+		"Replication slots found lost (gone or invalidated) and re-created, every table backfilled again (source.advanced.onSlotLost: rebackfill).")
+	m.purged = counterVec("pgkafka_purged_keys_total",
+		"Keys removed from a topic (a delete and a tombstone each) at the end of a backfill after a lost slot: rows deleted while no slot existed.", "table")
 	return m
 }
 

@@ -65,6 +65,9 @@ type session struct {
 	heartbeats *pgsrc.Watermarks
 	// slotWatch reads the slot's state into metrics, on its own connection.
 	slotWatch *slotWatch
+	// slotRecreated: the slot was lost and is made again, every table
+	// backfilled again (source.advanced.onSlotLost: rebackfill).
+	slotRecreated bool
 
 	// planBackfills: the starting checkpoint and the backfills' resources.
 	// start is the checkpoint this session starts from, with each bound
@@ -75,6 +78,7 @@ type session struct {
 	order      []*tableBackfill  // the tables to backfill, in binding order
 	scanners   []*pgsrc.Scanner  // one per backfill worker; none without backfills
 	watermarks *pgsrc.Watermarks // the backfill's watermark writes; nil without backfills
+	purger     *purger           // removes keys after a re-backfill for a lost slot; nil without one
 
 	// wire: the channels between the stages, and the stages.
 	walCh      chan *walBatch
@@ -257,6 +261,11 @@ func (s *session) prepareSource(ctx context.Context) error {
 	if err := pgsrc.Setup(ctx, &cfg.Source, s.refs, s.log); err != nil {
 		return err
 	}
+	if s.slotRecreated {
+		if err := s.recreateSlot(ctx); err != nil {
+			return err
+		}
+	}
 	registry, err := schema.NewRegistry(cfg.SchemaRegistry)
 	if err != nil {
 		return err
@@ -341,6 +350,9 @@ func (s *session) planBackfills(ctx context.Context) error {
 	if s.backfills, s.order, err = s.tableStates(ctx, scanner); err != nil {
 		return err
 	}
+	if err := s.readPurgeSets(ctx); err != nil {
+		return err
+	}
 	if len(s.order) == 0 {
 		s.log.Info("backfills finished")
 		s.r.backfilledOnce.Do(func() { close(s.r.backfilled) })
@@ -402,6 +414,7 @@ func (s *session) wire() {
 		log:      log,
 		rows:     rowEncoder{limit: limit, tombstones: cfg.Format.TombstonesOn(), txm: s.txm},
 	}
+	s.serializer.dblog.purger, s.serializer.dblog.tombstones = s.purger, cfg.Format.TombstonesOn()
 	s.serializer.codecs.addDropped(s.dropped)
 	if s.binary {
 		s.serializer.keyText = &keyText{}
@@ -552,7 +565,16 @@ func (s *session) checkSlot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reset := fmt.Sprintf("to start over from the current state of the database, delete the checkpoint (produce a tombstone with key %q to topic %q) and the slot if it remains, then restart: a new slot is created", cfg.Name, cfg.Kafka.OffsetsTopic)
+	rebackfill := cfg.Source.Advanced.OnSlotLost == pgsrc.SlotLostRebackfill
+	switch {
+	case resumed.SlotLost != nil && resumed.SlotLost.Pending:
+		return s.rebackfillLostSlot(ctx, slot, "a re-backfill after a lost slot stopped before the new slot was made")
+	case rebackfill && !slot.Exists:
+		return s.rebackfillLostSlot(ctx, slot, "the slot does not exist")
+	case rebackfill && slot.Lost():
+		return s.rebackfillLostSlot(ctx, slot, "the slot was invalidated by PostgreSQL (wal_status lost)")
+	}
+	reset := fmt.Sprintf("to start over from the current state of the database, delete the checkpoint (produce a tombstone with key %q to topic %q) and the slot if it remains, then restart: a new slot is created; or set source.advanced.onSlotLost: rebackfill to have pgkafka make the slot again, backfill every table and remove the keys of rows deleted since", cfg.Name, cfg.Kafka.OffsetsTopic)
 	switch {
 	case !slot.Exists:
 		return fmt.Errorf("%w: slot %q does not exist but the checkpoint in %q is at LSN %s: the changes since cannot be read again; %s",
@@ -623,7 +645,11 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 			}
 			b.order = o
 		}
-		if err := b.parseCursor(st.Cursor); err != nil {
+		if st.Purge && b.purgeable() {
+			// A backfill after a lost slot starts over: the keys read
+			// behind its cursor are not known here (slotlost.go).
+			b.purgeMark = true
+		} else if err := b.parseCursor(st.Cursor); err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", offsets.ErrUnreadable, err)
 		}
 		s.start.Tables[name] = b.state()

@@ -117,6 +117,19 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 		if p := cp.Partial; p != nil {
 			fmt.Fprintf(&b, "            inside transaction %d (commit LSN %s): %d changes in Kafka\n", p.Xid, p.CommitLSN, p.Changes)
 		}
+		if l := cp.SlotLost; l != nil {
+			left := 0
+			for _, t := range cp.Tables {
+				if t.Purge {
+					left++
+				}
+			}
+			state := "re-backfill done"
+			if left > 0 || l.Pending {
+				state = fmt.Sprintf("re-backfill after a lost slot in progress: %d tables left, then their deleted rows' keys removed", left)
+			}
+			fmt.Fprintf(&b, "slot lost   %s at checkpoint LSN %s, found %s: %s\n", l.Slot, l.LSN, l.At.UTC().Format(time.RFC3339), state)
+		}
 	}
 	if l := st.Lease; l.Active == nil {
 		fmt.Fprintf(&b, "instance    none running (no session holds the lease of %q); %d standby\n", cfg.Name, l.Standbys)
