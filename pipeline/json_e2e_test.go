@@ -124,10 +124,11 @@ func TestJSONEndToEnd(t *testing.T) {
 	e.start(t)
 	e.db.Exec(t, `INSERT INTO items VALUES (4, 'four', 999999.99, '2000-01-01 00:00:00+00', '{x}', '[]', '\xdeadbeef', 0.1);
 		UPDATE items SET price = 13.25 WHERE id = 1;
-		DELETE FROM items WHERE id = 2`)
+		DELETE FROM items WHERE id = 2;
+		SELECT pg_logical_emit_message(true, 'audit', 'hello')`)
 	const topic = "test.public.items"
-	rs := e.consume(t, []string{topic, "test.transaction"}, 60*time.Second, func(rs []rec) bool {
-		return slices.ContainsFunc(rs, func(r rec) bool { return r.Tombstone })
+	rs := e.consume(t, []string{topic, "test.transaction", "test.message"}, 60*time.Second, func(rs []rec) bool {
+		return slices.ContainsFunc(rs, func(r rec) bool { return r.Tombstone }) && slices.ContainsFunc(rs, func(r rec) bool { return r.Op == "m" })
 	})
 	var items []rec
 	var txEnds int
@@ -135,6 +136,11 @@ func TestJSONEndToEnd(t *testing.T) {
 		switch r.Topic {
 		case topic:
 			items = append(items, r)
+		case "test.message":
+			// bytes are base64 in JSON: "hello"
+			if m, _ := r.Value["message"].(map[string]any); fmt.Sprint(m["prefix"], " ", m["content"]) != "audit aGVsbG8=" || fmt.Sprint(r.Key) != "map[prefix:audit]" {
+				t.Errorf("message: key %v value %v", r.Key, r.Value)
+			}
 		default:
 			if r.Value["status"] == "END" {
 				txEnds++
