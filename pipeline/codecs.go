@@ -232,18 +232,23 @@ func (c *codecs) build(ctx context.Context, rel *pgsrc.Relation) (*tableCodec, e
 		return nil, err
 	}
 	env, _ := c.cfg.Format.ParsedEnvelope() // Validate refused bad ones
-	if err := c.registry.Inherit(ctx, &st, env); err != nil {
-		return nil, fmt.Errorf("reading the registered schema of %s: %w", ref, err)
+	json := c.cfg.Format.JSON()             // JSON: no registry, nothing inherited or registered
+	if !json {
+		if err := c.registry.Inherit(ctx, &st, env); err != nil {
+			return nil, fmt.Errorf("reading the registered schema of %s: %w", ref, err)
+		}
 	}
 	codec, err := schema.NewCodec(st, c.cfg.Format, c.source)
 	if err != nil {
 		return nil, fmt.Errorf("building the schema of %s: %w", ref, err)
 	}
-	forced, err := c.registry.Register(ctx, codec)
-	if err != nil {
-		return nil, c.registerError(ref, err)
+	if !json {
+		forced, err := c.registry.Register(ctx, codec)
+		if err != nil {
+			return nil, c.registerError(ref, err)
+		}
+		c.warnForced(ref, forced)
 	}
-	c.warnForced(ref, forced)
 	tc.codec, tc.topic, tc.key, tc.msgKey = codec, st.Topic, st.Key, st.Key
 	if !tc.dropped && !slices.Equal(c.cfg.messageKey(info), info.KeyColumns) {
 		tc.key = columnIndexes(rel, info.KeyColumns) // none for a table without a key

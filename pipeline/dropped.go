@@ -240,8 +240,7 @@ func (c *codecs) droppedInfo(ctx context.Context, rel *pgsrc.Relation, d *droppe
 	} else if exists {
 		return nil, &TableRenamedError{From: d.ref, To: now, OID: rel.ID, CommitLSN: c.shapeLSN, Topic: d.topic}
 	}
-	keySubject, valueSubject := c.cfg.subjects(d.ref)
-	key, _, err := c.registry.Registered(ctx, keySubject, valueSubject)
+	key, _, err := c.droppedShape(ctx, d.ref, rel) // json.go
 	if err != nil {
 		return nil, fmt.Errorf("reading the registered schemas of dropped table %s (topic %s): %w", d.ref, d.topic, err)
 	}
@@ -283,8 +282,7 @@ func relColumnNames(rel *pgsrc.Relation) []string {
 // found.
 func (c *codecs) droppedSchemaTable(ctx context.Context, rel *pgsrc.Relation, d *droppedTable) (schema.Table, error) {
 	ref := d.ref
-	keySubject, valueSubject := c.cfg.subjects(ref)
-	_, nullable, err := c.registry.Registered(ctx, keySubject, valueSubject)
+	_, nullable, err := c.droppedShape(ctx, ref, rel) // json.go
 	if err != nil {
 		return schema.Table{}, fmt.Errorf("reading the registered schemas of dropped table %s (topic %s): %w", ref, d.topic, err)
 	}

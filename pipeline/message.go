@@ -25,6 +25,8 @@ import (
 // skips records that start before the start position).
 type messageTopic struct {
 	codec            *schema.MessageCodec
+	jsonKey          *schema.JSONForm // format.encoding json (json.go)
+	jsonValue        *schema.JSONForm
 	topic            string
 	include, exclude []*regexp.Regexp
 	records          prometheus.Counter
@@ -39,10 +41,15 @@ func newMessageTopic(ctx context.Context, cfg *Config, registry *schema.Registry
 	if err != nil {
 		return nil, err
 	}
-	if err := registry.RegisterMessages(ctx, codec); err != nil {
-		return nil, fmt.Errorf("registering the schemas of logical decoding messages: %w", err)
-	}
 	m := &messageTopic{codec: codec, topic: topic, records: metrics.records.WithLabelValues(topic, string(schema.OpMessage))}
+	if m.jsonKey, m.jsonValue, err = schema.NewJSONForms(&cfg.Format, codec.KeyAvro(), codec.ValueAvro()); err != nil {
+		return nil, fmt.Errorf("logical decoding messages as JSON: %w", err)
+	}
+	if m.jsonKey == nil { // JSON: no registry
+		if err := registry.RegisterMessages(ctx, codec); err != nil {
+			return nil, fmt.Errorf("registering the schemas of logical decoding messages: %w", err)
+		}
+	}
 	if m.include, err = prefixRegexps("messages.prefixIncludeList", cfg.Messages.PrefixIncludeList); err != nil {
 		return nil, err
 	}
@@ -88,10 +95,10 @@ func (s *serializerStage) encodeMessage(ch *pgsrc.Change, nowMs int64, rb *recor
 		ev.TsMs, ev.TxID = ch.CommitTime.UnixMilli(), int64(ch.Xid)
 	}
 	off := len(rb.slab)
-	rb.slab = m.codec.AppendKey(rb.slab, ch.Prefix)
+	rb.slab = rewriteJSON(m.jsonKey, m.codec.AppendKey(rb.slab, ch.Prefix), off)
 	key := rb.slab[off:len(rb.slab):len(rb.slab)]
 	off = len(rb.slab)
-	rb.slab = m.codec.AppendValue(rb.slab, &ev)
+	rb.slab = rewriteJSON(m.jsonValue, m.codec.AppendValue(rb.slab, &ev), off)
 	rec := kgo.Record{Topic: m.topic, Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]}
 	if m.headers != nil {
 		start := len(rb.hdrs)

@@ -45,6 +45,9 @@ func tail(ctx context.Context, cfg *Config, topics []string, log *slog.Logger, f
 		return fmt.Errorf("kafka consumer: %w", err)
 	}
 	defer client.Close()
+	if cfg.Format.JSON() {
+		return errJSONTail
+	}
 	dec, err := schema.NewDecoder(cfg.SchemaRegistry)
 	if err != nil {
 		return err

@@ -40,6 +40,8 @@ func (c *Config) TransactionTopic() string {
 // them, writing no second BEGIN.
 type txMeta struct {
 	codec *schema.TxMetaCodec
+
+	jsonKey, jsonValue *schema.JSONForm // format.encoding json (json.go)
 	// The transaction in progress: its id, commit time, and the records
 	// written so far, in all and per table.
 	id     string
@@ -63,10 +65,17 @@ func newTxMeta(ctx context.Context, cfg *Config, registry *schema.Registry) (*tx
 	if err != nil {
 		return nil, err
 	}
+	m := &txMeta{codec: codec, tables: map[pgsrc.TableRef]int64{}}
+	if m.jsonKey, m.jsonValue, err = schema.NewJSONForms(&cfg.Format, codec.KeyAvro(), codec.ValueAvro()); err != nil {
+		return nil, fmt.Errorf("transaction metadata as JSON: %w", err)
+	}
+	if m.jsonKey != nil {
+		return m, nil // JSON: no registry
+	}
 	if err := registry.RegisterTxMeta(ctx, codec); err != nil {
 		return nil, fmt.Errorf("registering the schemas of transaction metadata: %w", err)
 	}
-	return &txMeta{codec: codec, tables: map[pgsrc.TableRef]int64{}}, nil
+	return m, nil
 }
 
 // txID is Debezium's PostgreSQL transaction id, <txId>:<LSN>, with the
@@ -147,7 +156,7 @@ func (m *txMeta) end(rb *recordBatch) {
 
 func (m *txMeta) append(rb *recordBatch, begin bool) {
 	off := len(rb.slab)
-	rb.slab = m.codec.AppendKey(rb.slab, m.id)
+	rb.slab = rewriteJSON(m.jsonKey, m.codec.AppendKey(rb.slab, m.id), off)
 	key := rb.slab[off:len(rb.slab):len(rb.slab)]
 	off = len(rb.slab)
 	if begin {
@@ -160,6 +169,7 @@ func (m *txMeta) append(rb *recordBatch, begin bool) {
 		slices.SortFunc(m.counts, func(a, b schema.TxCount) int { return strings.Compare(a.DataCollection, b.DataCollection) })
 		rb.slab = m.codec.AppendEnd(rb.slab, m.id, m.tsMs, m.total, m.counts)
 	}
+	rb.slab = rewriteJSON(m.jsonValue, rb.slab, off)
 	rb.recs = append(rb.recs, kgo.Record{Topic: m.codec.Topic(), Key: key, Value: rb.slab[off:len(rb.slab):len(rb.slab)]})
 }
 

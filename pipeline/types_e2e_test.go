@@ -450,6 +450,9 @@ func readTypesTopic(t *testing.T, ctx context.Context, kcat, brokers, python, re
 	}
 	tt := typesTopic{records: splitKcat(t, raw), byID: map[string]pyRecord{}}
 	py := exec.CommandContext(ctx, python, "testdata/avro_types.py", registry)
+	if registry == "" { // format.encoding json (json_types_e2e_test.go)
+		py = exec.CommandContext(ctx, python, "testdata/json_types.py")
+	}
 	py.Stdin = bytes.NewReader(raw)
 	var stderr bytes.Buffer
 	py.Stderr = &stderr

@@ -124,6 +124,9 @@ func verify(ctx context.Context, cfg Config, opts VerifyOptions, log *slog.Logge
 			return nil, &VerifyUsageError{err}
 		}
 	}
+	if cfg.Format.JSON() {
+		return nil, &VerifyUsageError{errJSONVerify}
+	}
 	registry, err := schema.NewRegistry(cfg.SchemaRegistry)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,8 @@ type Codec struct {
 
 	keyHdr, valueHdr [5]byte
 
+	keyJSON, valueJSON *JSONForm // format.encoding json: the Avro rewritten (json.go)
+
 	// Constant parts of the source block, pre-encoded.
 	srcHead  []byte // version, connector, name
 	srcDB    []byte // db, sequence (null)
@@ -149,6 +151,11 @@ func NewCodec(t Table, f FormatConfig, src Source) (*Codec, error) {
 		return nil, fmt.Errorf("schema for %s: value schema invalid: %w", qual, err)
 	}
 
+	if ff.encoding == EncodingJSON {
+		if err := c.initJSON(ff.schemas); err != nil {
+			return nil, fmt.Errorf("schema for %s: %w", qual, err)
+		}
+	}
 	c.srcHead = appendString(c.srcHead, src.Version)
 	c.srcHead = appendString(c.srcHead, src.Connector)
 	c.srcHead = appendString(c.srcHead, src.Name)
@@ -206,9 +213,19 @@ func (c *Codec) Unavailable(i int) (markable, nullable bool) {
 	return cc.unavailable != nil, cc.nullable
 }
 
-// AppendKey appends the Confluent-framed key record built from row[Key[i]].
+// AppendKey appends the Confluent-framed key record (with format.encoding
+// json, its JSON form) built from row[Key[i]].
 // row holds one Datum per column. On error dst is returned unchanged.
 func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
+	n := len(dst)
+	dst, err := c.appendKey(dst, row)
+	if err != nil || c.keyJSON == nil {
+		return dst, err
+	}
+	return c.rewriteJSON(c.keyJSON, "key", dst, n)
+}
+
+func (c *Codec) appendKey(dst []byte, row []Datum) ([]byte, error) {
 	if !c.Keyed() {
 		return dst, fmt.Errorf("key of %s: %w", c.table, ErrKeyless)
 	}
@@ -240,7 +257,8 @@ func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
 	return append(dst, c.keyTag...), nil
 }
 
-// AppendValue appends the Confluent-framed value record of ev. On error dst
+// AppendValue appends the Confluent-framed value record of ev (with
+// format.encoding json, its JSON form). On error dst
 // is returned unchanged.
 //
 // Debezium envelope: before and after as given (nil is null; a truncate
@@ -253,6 +271,15 @@ func (c *Codec) AppendKey(dst []byte, row []Datum) ([]byte, error) {
 // key-only replica identity sends for non-key columns) is written as the
 // type's zero value; anywhere else it is an ErrNull error.
 func (c *Codec) AppendValue(dst []byte, ev *Event) ([]byte, error) {
+	n := len(dst)
+	dst, err := c.appendValue(dst, ev)
+	if err != nil || c.valueJSON == nil {
+		return dst, err
+	}
+	return c.rewriteJSON(c.valueJSON, "value", dst, n)
+}
+
+func (c *Codec) appendValue(dst []byte, ev *Event) ([]byte, error) {
 	if !ev.Op.valid() {
 		return dst, fmt.Errorf("value of %s: unknown op %q", c.table, byte(ev.Op))
 	}

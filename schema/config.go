@@ -164,6 +164,13 @@ type FormatConfig struct {
 	// transaction to <topicPrefix>.transaction and fills the transaction
 	// block of change records (Debezium's provide.transaction.metadata).
 	TransactionMetadata bool `koanf:"transactionMetadata"`
+	// Encoding is the records' wire form: "avro" (default, Confluent-framed,
+	// schemas in the registry) or "json" (Kafka Connect JsonConverter form,
+	// no registry; see JSONForm).
+	Encoding string `koanf:"encoding"`
+	// JSONSchemas says whether JSON records are {"schema", "payload"}
+	// (Connect's schemas.enable) or the payload alone; nil (absent) is true.
+	JSONSchemas *bool `koanf:"jsonSchemas"`
 	// HashSalt is the salt of the columns bindings[].columns.hash hashes
 	// (schema.Policy): required when any is; a secret.
 	HashSalt secret.String `koanf:"hashSalt"`
@@ -248,6 +255,9 @@ func (c *FormatConfig) SetDefaults() {
 	if c.NonFiniteDecimal == "" {
 		c.NonFiniteDecimal = NonFiniteFail.String()
 	}
+	if c.Encoding == "" {
+		c.Encoding = EncodingAvro.String()
+	}
 }
 
 // Validate reports every problem, each prefixed with its key path.
@@ -264,6 +274,8 @@ type format struct {
 	envelope  Envelope
 	decimal   DecimalHandling
 	nonFinite NonFiniteDecimal
+	encoding  Encoding
+	schemas   bool // JSON records carry their schema
 }
 
 // parse parses every key, "" meaning the default, and reports every problem
@@ -285,5 +297,9 @@ func (c *FormatConfig) parse() (format, error) {
 	if f.nonFinite, err = ParseNonFiniteDecimal(c.NonFiniteDecimal); err != nil {
 		errs = append(errs, fmt.Errorf("format.nonFiniteDecimal: %w", err))
 	}
+	if f.encoding, err = ParseEncoding(c.Encoding); err != nil {
+		errs = append(errs, fmt.Errorf("format.encoding: %w", err))
+	}
+	f.schemas = c.JSONSchemasOn()
 	return f, errors.Join(errs...)
 }

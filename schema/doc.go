@@ -82,6 +82,13 @@
 // about 294247 AD (PostgreSQL allows up to 294276 AD), are errors naming the
 // column.
 //
+// # JSON
+//
+// With FormatConfig.Encoding "json" a Codec writes each record as its Avro
+// first, then rewrites it as Kafka Connect JsonConverter JSON (JSONForm,
+// json.go): the same values in both encodings, no framing, nothing to
+// register. jsonschema.go writes the Connect schema of schemas.enable.
+//
 // # Names
 //
 // Avro names must match [A-Za-z_][A-Za-z0-9_]*. Column names, and each part
