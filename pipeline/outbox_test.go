@@ -1,8 +1,10 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -109,6 +111,19 @@ func TestOutbox(t *testing.T) {
 		if len(r.Headers) != 2 {
 			t.Errorf("record %s headers %v, want id and eventType only", r.Key, r.Headers)
 		}
+	}
+	// A JSON reader we did not write reads every payload.
+	var payloads bytes.Buffer
+	for _, r := range rs {
+		if r.Value != nil {
+			payloads.Write(r.Value)
+			payloads.WriteByte('\n')
+		}
+	}
+	py := exec.Command("/usr/bin/python3", "-c", "import sys, json\nfor line in sys.stdin: json.loads(line)\nprint('ok')")
+	py.Stdin = &payloads
+	if out, err := py.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Errorf("python3's json module on the event payloads: %v\n%s", err, out)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.broker.ListenAddrs()...))
 	if err != nil {
