@@ -159,13 +159,18 @@ func TestTransactionMetadata(t *testing.T) {
 	all := append(topics, txTopic)
 	var tx txRecs
 	rs = e.consume(t, all, 60*time.Second, func(rs []rec) bool {
-		n := 0
+		// Both ENDs and the 9 change records carrying a block: the topics'
+		// records of one Kafka transaction may come in separate fetches.
+		ends, blocks := 0, 0
 		for _, r := range rs {
-			if r.Topic == txTopic && r.Value["status"] == "END" {
-				n++
+			switch {
+			case r.Topic == txTopic && r.Value["status"] == "END":
+				ends++
+			case r.Topic != txTopic && r.Value["transaction"] != nil:
+				blocks++
 			}
 		}
-		return n >= 2
+		return ends >= 2 && blocks >= 9
 	})
 	rn.stop(t)
 	tx = splitTx(t, rs)
@@ -240,12 +245,18 @@ func TestTransactionMetadataSplitRestart(t *testing.T) {
 	rn := e.start(t)
 	topics := []string{"test.public.a", "test.public.b", txTopic}
 	rs := e.consume(t, topics, 90*time.Second, func(rs []rec) bool {
+		// The END and every change record: the topics' records of one
+		// Kafka transaction may come in separate fetches.
+		end, blocks := false, 0
 		for _, r := range rs {
-			if r.Topic == txTopic && r.Value["status"] == "END" {
-				return true
+			switch {
+			case r.Topic == txTopic && r.Value["status"] == "END":
+				end = true
+			case r.Topic != txTopic && r.Value["transaction"] != nil:
+				blocks++
 			}
 		}
-		return false
+		return end && blocks >= 24000
 	})
 	rn.stop(t)
 	tx := splitTx(t, rs)
