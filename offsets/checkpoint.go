@@ -106,8 +106,14 @@ type TableState struct {
 	DroppedAt pglogrepl.LSN
 	// Purge, in StateBackfilling, marks a backfill after a lost slot: at
 	// its end, the keys its topic holds that the table no longer has are
-	// removed (a delete and a tombstone each).
+	// removed (a delete and a tombstone each). With PurgeKeys, only
+	// those keys may be removed: a repair (`pgkafka verify --repair`),
+	// whose Where reads each of them.
 	Purge bool
+	// PurgeKeys, with Purge, are the keys (their Avro bytes without the
+	// registry's framing, base64) of the topic that the backfill's end
+	// removes if neither the backfill nor the stream met them.
+	PurgeKeys []string
 }
 
 // DropCaptured reports whether st is a dropped table's whose changes a
@@ -124,12 +130,13 @@ type jsonTableState struct {
 	OID       uint32          `json:"oid,omitempty"`
 	DroppedAt string          `json:"droppedAt,omitempty"`
 	Purge     bool            `json:"purgeAfterBackfill,omitempty"`
+	PurgeKeys []string        `json:"purgeKeys,omitempty"`
 }
 
 // MarshalJSON writes the offsets topic's form: the LSN as PostgreSQL
 // prints it.
 func (st TableState) MarshalJSON() ([]byte, error) {
-	j := jsonTableState{State: st.State, Cursor: st.Cursor, Where: st.Where, OID: st.OID, Purge: st.Purge}
+	j := jsonTableState{State: st.State, Cursor: st.Cursor, Where: st.Where, OID: st.OID, Purge: st.Purge, PurgeKeys: st.PurgeKeys}
 	if st.State == StateDropped {
 		j.DroppedAt = st.DroppedAt.String()
 	}
@@ -143,7 +150,7 @@ func (st *TableState) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*st = TableState{State: j.State, Cursor: j.Cursor, Where: j.Where, OID: j.OID, Purge: j.Purge}
+	*st = TableState{State: j.State, Cursor: j.Cursor, Where: j.Where, OID: j.OID, Purge: j.Purge, PurgeKeys: j.PurgeKeys}
 	if j.DroppedAt != "" {
 		lsn, err := pglogrepl.ParseLSN(j.DroppedAt)
 		if err != nil {

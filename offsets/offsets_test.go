@@ -24,13 +24,14 @@ func TestCheckpointJSON(t *testing.T) {
 		Tables: map[string]offsets.TableState{
 			"public.orders": {State: offsets.StateStreaming},
 			"public.items":  {State: offsets.StateBackfilling, Cursor: json.RawMessage(`[42,"x"]`)},
+			"public.repair": {State: offsets.StateBackfilling, Where: `"id" IN ('1'::integer)`, Purge: true, PurgeKeys: []string{"Ag=="}},
 		},
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"version":1`, `"lsn":"0/16B3748"`, `"commitLsn":"0/1700000"`, `"changes":50000`, `"state":"backfilling"`, `"cursor":[42,"x"]`} {
+	for _, want := range []string{`"version":1`, `"lsn":"0/16B3748"`, `"commitLsn":"0/1700000"`, `"changes":50000`, `"state":"backfilling"`, `"cursor":[42,"x"]`, `"purgeAfterBackfill":true`, `"purgeKeys":["Ag=="]`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s lacks %s", b, want)
 		}

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -144,12 +146,23 @@ type BackfillRequest struct {
 	// Where, when set, reads only the rows this SQL condition passes
 	// (pgsrc.CheckCondition).
 	Where string `json:"where,omitempty"`
+	// Purge removes from the topic, at the backfill's end, with a delete
+	// and a tombstone, the keys that neither the backfill read nor the
+	// stream changed meanwhile (slotlost.go's rule): every key of the
+	// topic, or, with PurgeKeys, those alone. A condition needs PurgeKeys
+	// (keys it does not read cannot be told absent), and must pass every
+	// one of them. `pgkafka verify --repair` writes such requests.
+	Purge bool `json:"purge,omitempty"`
+	// PurgeKeys are keys of the topic (Avro, without the registry's
+	// framing, base64), of one table.
+	PurgeKeys []string `json:"purgeKeys,omitempty"`
 }
 
-// Encode is the request's watermark value: without a condition, the
-// comma-separated list every version of pgkafka reads; with one, JSON.
+// Encode is the request's watermark value: without a condition or a
+// purge, the comma-separated list every version of pgkafka reads;
+// otherwise JSON.
 func (r BackfillRequest) Encode() string {
-	if r.Where == "" {
+	if r.Where == "" && !r.Purge {
 		return BackfillMark + strings.Join(r.Tables, ",")
 	}
 	var b strings.Builder
@@ -174,4 +187,33 @@ func ParseBackfillRequest(v string) (BackfillRequest, error) {
 		r.Tables = append(r.Tables, strings.TrimSpace(t))
 	}
 	return r, nil
+}
+
+// checkPurge refuses a purge the capture cannot do right: one with a
+// condition but no keys, or keys for several tables or not base64.
+func (r BackfillRequest) checkPurge() error {
+	switch {
+	case len(r.PurgeKeys) > 0 && !r.Purge:
+		return errors.New("purgeKeys without purge")
+	case !r.Purge:
+		return nil
+	case r.Where != "" && len(r.PurgeKeys) == 0:
+		return errors.New("a purge with a condition needs purgeKeys: the keys the condition does not read cannot be told absent")
+	case len(r.PurgeKeys) > 0 && len(r.Tables) != 1:
+		return fmt.Errorf("purgeKeys are one table's keys, not %d tables'", len(r.Tables))
+	}
+	for _, k := range r.PurgeKeys {
+		if _, err := base64.StdEncoding.DecodeString(k); err != nil {
+			return fmt.Errorf("purge key %q: %w", abbreviate(k, 40), err)
+		}
+	}
+	return nil
+}
+
+// abbreviate cuts s to n bytes at most, saying how much it left out.
+func abbreviate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(s[:n], ""), len(s))
 }

@@ -103,10 +103,13 @@ type tableBackfill struct {
 	// where is the condition of a filtered backfill (info.BackfillWhere),
 	// or "".
 	where string
-	// purgeMark: a backfill after a lost slot (slotlost.go); purge is the
-	// keys of its topic not seen yet, removed at its end.
+	// purgeMark: a backfill with a purge, after a lost slot or for a
+	// repair (slotlost.go); purge is the keys of its topic not seen yet,
+	// removed at its end; purgeKeys, when set, the only keys it may
+	// remove (base64, offsets.TableState.PurgeKeys).
 	purgeMark bool
 	purge     *purgeSet
+	purgeKeys []string
 }
 
 // chunkWindow is a chunk between its watermarks.
@@ -137,6 +140,9 @@ func (b *tableBackfill) state() offsets.TableState {
 		return offsets.TableState{State: offsets.StateStreaming, OID: b.info.OID}
 	}
 	st := offsets.TableState{State: offsets.StateBackfilling, OID: b.info.OID, Where: b.where, Purge: b.purgeMark}
+	if b.purgeMark {
+		st.PurgeKeys = b.purgeKeys
+	}
 	switch {
 	case b.order == nil && b.ctid != "":
 		st.Cursor, _ = json.Marshal(map[string]string{"ctid": b.ctid})
@@ -401,9 +407,9 @@ func (d *dblog) emit(ctx context.Context, plan *chunkPlan, rb *recordBatch) erro
 	b.done = !res.more
 	if b.done && b.purge != nil {
 		if err := d.purger.purge(ctx, plan.table, b.purge, d.tombstones, rb); err != nil {
-			return fmt.Errorf("re-backfill of %s after a lost slot: removing the keys the table no longer has: %w", plan.table, err)
+			return fmt.Errorf("re-backfill of %s: removing the keys the table no longer has: %w", plan.table, err)
 		}
-		b.purge, b.purgeMark = nil, false
+		b.purge, b.purgeMark, b.purgeKeys = nil, false, nil
 	}
 	if rb.tables == nil {
 		rb.tables = make(map[string]offsets.TableState)
@@ -477,6 +483,10 @@ func (d *dblog) requestBackfill(c *codecs, value string, rb *recordBatch) {
 			return
 		}
 	}
+	if err := req.checkPurge(); err != nil {
+		d.log.Warn("re-backfill request with a purge refused: ignored", "tables", strings.Join(req.Tables, ","), "err", err)
+		return
+	}
 	for _, name := range req.Tables {
 		ref, err := pgsrc.ParseTableRef(name)
 		if err != nil || !c.captured(ref) {
@@ -490,12 +500,15 @@ func (d *dblog) requestBackfill(c *codecs, value string, rb *recordBatch) {
 		if rb.tables == nil {
 			rb.tables = make(map[string]offsets.TableState)
 		}
-		rb.tables[ref.String()] = offsets.TableState{State: offsets.StateBackfilling, Where: req.Where}
+		rb.tables[ref.String()] = offsets.TableState{State: offsets.StateBackfilling, Where: req.Where, Purge: req.Purge, PurgeKeys: req.PurgeKeys}
 		d.restartPending = true
+		attrs := []any{"table", ref.String()}
 		if req.Where != "" {
-			d.log.Info("re-backfill requested", "table", ref.String(), "where", req.Where)
-		} else {
-			d.log.Info("re-backfill requested", "table", ref.String())
+			attrs = append(attrs, "where", abbreviate(req.Where, 200))
 		}
+		if req.Purge {
+			attrs = append(attrs, "purge_keys", len(req.PurgeKeys))
+		}
+		d.log.Info("re-backfill requested", attrs...)
 	}
 }

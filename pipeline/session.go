@@ -645,12 +645,21 @@ func (s *session) tableStates(ctx context.Context, scanner *pgsrc.Scanner) (map[
 			}
 			b.order = o
 		}
-		if st.Purge && b.purgeable() {
-			// A backfill after a lost slot starts over: the keys read
-			// behind its cursor are not known here (slotlost.go).
+		b.purgeKeys = st.PurgeKeys
+		purge := st.Purge && b.purgeable() && s.purgeable(t)
+		if st.Purge && !purge {
+			s.log.Warn("re-backfill without its purge: the table has no key, its topic is shared, or a condition reads it without naming the keys to purge; keys the table no longer has stay in the topic", "table", name, "topic", s.cfg.TopicFor(t.Ref()))
+		}
+		if purge {
+			// A backfill with a purge (after a lost slot, or a repair)
+			// starts over: the keys read behind its cursor are not known
+			// here (slotlost.go).
 			b.purgeMark = true
-		} else if err := b.parseCursor(st.Cursor); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", offsets.ErrUnreadable, err)
+		} else {
+			b.purgeKeys = nil
+			if err := b.parseCursor(st.Cursor); err != nil {
+				return nil, nil, fmt.Errorf("%w: %v", offsets.ErrUnreadable, err)
+			}
 		}
 		s.start.Tables[name] = b.state()
 		byRef[t.Ref()] = b

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -71,10 +72,24 @@ type recordPos struct {
 // of the table, by their unframed Avro bytes. The serializer's alone.
 type purgeSet struct {
 	topic string
+	why   string // "after a lost slot", "for a repair": for the log
 	keys  map[string]recordPos
 	// scratch
 	key   []byte
 	after []schema.Datum
+}
+
+// only keeps in the set the keys listed (base64, checked by
+// BackfillRequest.checkPurge): a key listed that the topic does not hold
+// has nothing to remove.
+func (p *purgeSet) only(listed []string) {
+	keep := make(map[string]bool, len(listed))
+	for _, k := range listed {
+		if b, err := base64.StdEncoding.DecodeString(k); err == nil {
+			keep[string(b)] = true
+		}
+	}
+	maps.DeleteFunc(p.keys, func(k string, _ recordPos) bool { return !keep[k] })
 }
 
 // seen drops the key encoded (framed) as key from the set.
@@ -219,8 +234,13 @@ func (s *session) readPurgeSets(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("reading the keys of topic %s for the re-backfill of %s: %w", topic, b.info.Ref(), err)
 		}
+		p.why = "after a lost slot"
+		if b.purgeKeys != nil {
+			p.why = "for a repair"
+			p.only(b.purgeKeys)
+		}
 		b.purge = p
-		s.log.Info("re-backfill after a lost slot: keys of the topic read; those the backfill does not find are removed at its end",
+		s.log.Info("re-backfill "+p.why+": keys of the topic read; those the backfill does not find are removed at its end",
 			"table", b.info.Ref().String(), "topic", topic, "keys", len(p.keys), "took", time.Since(start).Round(time.Millisecond).String())
 	}
 	s.purger = &purger{kopts: kopts, dec: dec, metrics: s.r.metrics, log: s.log.With("stage", "serializer")}
@@ -261,7 +281,7 @@ type purger struct {
 // format.tombstones is off), keyed by the topic's own key bytes.
 func (pg *purger) purge(ctx context.Context, ref pgsrc.TableRef, p *purgeSet, tombstones bool, rb *recordBatch) error {
 	if len(p.keys) == 0 {
-		pg.log.Info("re-backfill after a lost slot: no key to remove", "table", ref.String(), "topic", p.topic)
+		pg.log.Info("re-backfill "+p.why+": no key to remove", "table", ref.String(), "topic", p.topic)
 		return nil
 	}
 	want := map[int32]map[int64]bool{}
@@ -302,7 +322,7 @@ func (pg *purger) purge(ctx context.Context, ref pgsrc.TableRef, p *purgeSet, to
 			val, err := pg.dec.DeleteOf(ctx, r.Value, nowMs)
 			if err != nil {
 				keyOnly++ // the tombstone alone removes the key
-				pg.log.Debug("re-backfill after a lost slot: no delete record for a key, only its tombstone", "table", ref.String(), "err", err)
+				pg.log.Debug("re-backfill "+p.why+": no delete record for a key, only its tombstone", "table", ref.String(), "err", err)
 			} else {
 				rb.recs = append(rb.recs, kgo.Record{Topic: p.topic, Key: r.Key, Value: val})
 			}
@@ -314,11 +334,14 @@ func (pg *purger) purge(ctx context.Context, ref pgsrc.TableRef, p *purgeSet, to
 	if pg.metrics != nil {
 		pg.metrics.purged.WithLabelValues(ref.String()).Add(float64(len(p.keys)))
 	}
-	pg.log.Warn("re-backfill after a lost slot: keys the table no longer has removed from the topic (rows deleted while the slot was lost)",
+	pg.log.Warn("re-backfill "+p.why+": keys the table no longer has removed from the topic",
 		"table", ref.String(), "topic", p.topic, "keys", len(p.keys), "tombstone_only", keyOnly)
 	return nil
 }
 
 // purgeable reports whether b's table can have its topic purged: keyed,
-// read in the whole (not a filtered backfill).
-func (b *tableBackfill) purgeable() bool { return b.order != nil && b.where == "" }
+// and read in the whole, or by a condition that reads each of the keys to
+// purge (a repair's).
+func (b *tableBackfill) purgeable() bool {
+	return b.order != nil && (b.where == "" || len(b.purgeKeys) > 0)
+}

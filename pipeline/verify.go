@@ -68,6 +68,10 @@ type VerifyReport struct {
 	// Notes say what limits the comparison (a capture not running, one
 	// that did not catch up in time).
 	Notes []string
+
+	// repair is the request that repairs the topic (Repair), when asked
+	// for and the table differs.
+	repair *repairPlan
 }
 
 // Equal reports whether the table and its topic hold the same rows.
@@ -85,11 +89,14 @@ type KeyDiff struct {
 // to the registry, not to PostgreSQL. README, "Verify", gives the
 // consistency argument. Its errors never hold a password of cfg.
 func Verify(ctx context.Context, cfg Config, opts VerifyOptions, log *slog.Logger) ([]VerifyReport, error) {
-	reps, err := verify(ctx, cfg, opts, log)
+	reps, err := verify(ctx, cfg, opts, 0, log)
 	return reps, cfg.Redactor().Error(cfg.Kafka.explainAuth(err))
 }
 
-func verify(ctx context.Context, cfg Config, opts VerifyOptions, log *slog.Logger) ([]VerifyReport, error) {
+// verify is Verify; with repairKeys > 0, it also plans the repair of each
+// table found different (VerifyReport.repair), naming at most repairKeys
+// keys (repair.go).
+func verify(ctx context.Context, cfg Config, opts VerifyOptions, repairKeys int, log *slog.Logger) ([]VerifyReport, error) {
 	if opts.Show <= 0 {
 		opts.Show = 10
 	}
@@ -140,7 +147,7 @@ func verify(ctx context.Context, cfg Config, opts VerifyOptions, log *slog.Logge
 		return nil, err
 	}
 	defer sc.Close(context.WithoutCancel(ctx))
-	v := &verifier{cfg: &cfg, opts: opts, kopts: kopts, catalog: catalog, registry: registry, dec: dec, sc: sc, log: log, seed: maphash.MakeSeed(),
+	v := &verifier{cfg: &cfg, opts: opts, kopts: kopts, catalog: catalog, registry: registry, dec: dec, sc: sc, log: log, seed: maphash.MakeSeed(), maxKeys: repairKeys,
 		source: schema.Source{Version: Version, Connector: "postgresql", Name: cfg.Name, DB: cfg.Source.Database}}
 	c := newCodecs(&cfg, catalog, registry, v.source, nil, nil, nil, log)
 	reps := make([]VerifyReport, 0, len(infos))
@@ -216,6 +223,8 @@ type verifier struct {
 	source   schema.Source
 	log      *slog.Logger
 	seed     maphash.Seed
+	// maxKeys > 0: plan repairs, naming at most maxKeys keys a table.
+	maxKeys int
 }
 
 // topicEntry is the compacted state of one key: its latest record.
@@ -764,8 +773,12 @@ func (v *verifier) table(ctx context.Context, c *codecs, info *pgsrc.Table) (*Ve
 	}
 	sort.Strings(keys)
 	keyText := func(k string) string { return formatKey(codec, []byte(k)) }
+	var extra []string
 	for _, k := range keys {
 		cd := confirmed[k]
+		if !cd.table.present {
+			extra = append(extra, k)
+		}
 		switch {
 		case cd.table.present && !cd.topic.present:
 			rep.NMissing++
@@ -790,6 +803,9 @@ func (v *verifier) table(ctx context.Context, c *codecs, info *pgsrc.Table) (*Ve
 				rep.Differ = append(rep.Differ, d)
 			}
 		}
+	}
+	if v.maxKeys > 0 && len(keys) > 0 {
+		rep.repair = v.planRepair(ctx, info, codec, keys, extra)
 	}
 	return rep, nil
 }

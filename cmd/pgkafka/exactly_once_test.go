@@ -225,10 +225,26 @@ func TestSlotLostWithCheckpointIsFatal(t *testing.T) {
 	ctr.seed(t)
 	waitCaughtUp(t, s.broker.ListenAddrs(), s.reg.URL(), countersTopic, ctr.tableState(t))
 	c.stop(t)
-	// The server releases the slot once its WAL sender has seen the
-	// connection close, a moment after pgkafka exits.
+	dropSlot(t, s.db)
+	c = startCaptureNoWait(t, path)
+	if code := c.exit(t, time.Minute); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	logs := c.logs.String()
+	for _, want := range []string{"flow_slot", "does not exist", "checkpoint", "tombstone"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the message lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// dropSlot drops the slot flow_slot of a capture that stopped, once the
+// server has released it: its WAL sender sees the connection close a
+// moment after pgkafka exits.
+func dropSlot(t *testing.T, db *pgtest.DB) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	conn := s.db.Conn(t)
+	conn := db.Conn(t)
 	for {
 		var active bool
 		if err := conn.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = 'flow_slot'`).Scan(&active); err != nil {
@@ -242,17 +258,7 @@ func TestSlotLostWithCheckpointIsFatal(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.db.Exec(t, `SELECT pg_drop_replication_slot('flow_slot')`)
-	c = startCaptureNoWait(t, path)
-	if code := c.exit(t, time.Minute); code != 1 {
-		t.Fatalf("exit %d, want 1", code)
-	}
-	logs := c.logs.String()
-	for _, want := range []string{"flow_slot", "does not exist", "checkpoint", "tombstone"} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("the message lacks %q:\n%s", want, logs)
-		}
-	}
+	db.Exec(t, `SELECT pg_drop_replication_slot('flow_slot')`)
 }
 
 // TestIdleCaptureFollowsNeighbours: a captured database where nothing

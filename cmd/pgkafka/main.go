@@ -34,6 +34,9 @@ Usage:
   pgkafka verify   -c FILE [--show N] [--catch-up DURATION] [SCHEMA.TABLE...]
                              compare each table with its topic's compacted state (never
                              writes); exit 0 equal, 1 different, 2 a table it refuses
+  pgkafka verify   -c FILE --repair [--repair-wait DURATION] [--repair-keys N] [SCHEMA.TABLE...]
+                             then have the running capture re-read the rows that differ and
+                             remove the keys the table lacks; verify again (exit 0: equal)
   pgkafka demo               a throwaway PostgreSQL, Kafka broker and schema registry under load
   pgkafka version
 
@@ -110,6 +113,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var vf verifyFlags
 	fs.IntVar(&vf.show, "show", 10, "verify: how many keys of each kind to list")
 	fs.StringVar(&vf.catchUp, "catch-up", "1m", "verify: how long a re-check waits for the capture to catch up")
+	fs.BoolVar(&vf.repair, "repair", false, "verify: have the running capture repair the topics found different")
+	fs.StringVar(&vf.repairWait, "repair-wait", "10m", "verify --repair: how long to wait for the capture to finish the repairs")
+	fs.IntVar(&vf.repairKeys, "repair-keys", 1000, "verify --repair: the most keys a table's repair names; more, and the whole table is read again")
 	fs.StringVar(&where, "where", "", "backfill: read only the rows this SQL condition passes")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -177,11 +183,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exit(log, runBackfill(ctx, cfg, fs.Args(), where, stdout))
 	case "verify":
 		opts, err := vf.options()
+		if err == nil {
+			err = vf.parseRepair()
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "pgkafka verify: %v\n", err)
 			return 2
 		}
-		return runVerify(ctx, cfg, fs.Args(), opts, ui, stdout, log)
+		return runVerify(ctx, cfg, fs.Args(), vf, opts, ui, stdout, log)
 	default:
 		return exit(log, runCheck(ctx, cfg, stdout))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	bin "encoding/binary"
 	"strings"
 	"testing"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgkafka/pgkafka/offsets"
+	"github.com/pgkafka/pgkafka/pipeline"
 )
 
 // rawRecords reads a topic as it is, records of one key (an int id) in
@@ -150,5 +154,228 @@ func TestVerifyRefuses(t *testing.T) {
 	code, out = pgkafka(t, "verify", "-c", path, "public.other")
 	if code != 2 || !strings.Contains(out, "not among the bindings") {
 		t.Errorf("table not bound: exit %d, want 2:\n%s", code, out)
+	}
+}
+
+// TestVerifyRepair: topics damaged in each way, while a writer runs: rows
+// deleted while the slot was dropped (the capture reset as its error says:
+// checkpoint deleted, a new slot and a new backfill, which cannot see
+// those deletes), a record removed by a tombstone written outside pgkafka,
+// a stale value. verify finds exactly those keys; verify --repair has the
+// running capture read the missing and stale rows again and remove the
+// deleted rows' keys (a 'd' record and a tombstone each, in its own Kafka
+// transactions), and verify then reports equal. Then the whole-table
+// repair (more keys than --repair-keys) does the same.
+func TestVerifyRepair(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 200)
+	ctr.seed(t)
+	s.db.Exec(t, `INSERT INTO counters SELECT g, 0, 'k' FROM generate_series(1001, 1006) g`)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding), "  transactionWindow: 20ms\n", "")
+	c := startCapture(t, path)
+	stop := make(chan struct{})
+	written := ctr.write(t, s.db.DSN(), stop)
+	defer func() {
+		close(stop)
+		t.Logf("%d writer transactions", <-written)
+	}()
+	brokers := s.broker.ListenAddrs()
+
+	// Rows deleted while the slot was dropped.
+	c.stop(t)
+	dropSlot(t, s.db)
+	s.db.Exec(t, `DELETE FROM counters WHERE id IN (1003, 1004)`)
+	produceRaw(t, brokers, &kgo.Record{Topic: "pgkafka-offsets", Key: []byte("it")}) // the checkpoint deleted
+	c = startCapture(t, path)
+	defer c.stop(t)
+
+	// A record removed, a stale value.
+	s.db.Exec(t, `UPDATE counters SET n = 5 WHERE id = 1002`)
+	var r1001, r1002 []*kgo.Record
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		r1001, r1002 = rawRecords(t, brokers, countersTopic, 1001), rawRecords(t, brokers, countersTopic, 1002)
+		if len(r1001) == 2 && len(r1002) == 3 { // r, r; r, r, u
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records of 1001, 1002: %d, %d", len(r1001), len(r1002))
+		}
+	}
+	produceRaw(t, brokers,
+		&kgo.Record{Topic: countersTopic, Partition: r1001[0].Partition, Key: r1001[0].Key},                        // a tombstone
+		&kgo.Record{Topic: countersTopic, Partition: r1002[1].Partition, Key: r1002[1].Key, Value: r1002[1].Value}) // n = 0 again
+
+	code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s")
+	t.Logf("damaged:\n%s", out)
+	for _, want := range []string{
+		"public.counters -> it.public.counters: DIFFERENT: 204 rows compared, 205 keys in the topic; 1 missing, 2 extra, 1 with other values",
+		"missing from the topic (1): id=1001\n",
+		"extra in the topic (2): id=1003; id=1004\n",
+		"    id=1002: columns n\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("damaged topic: no %q", want)
+		}
+	}
+	if code != 1 {
+		t.Fatalf("damaged topic: exit %d, want 1", code)
+	}
+
+	code, out = pgkafka(t, "verify", "-c", path, "--catch-up", "20s", "--repair")
+	t.Logf("repair:\n%s", out)
+	for _, want := range []string{
+		"repair of public.counters: 4 keys read again, 2 of them removed from it.public.counters unless the table has them by then",
+		"repair of public.counters: done",
+		"after the repair:\npublic.counters -> it.public.counters: equal: 204 rows compared, 204 keys in the topic",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("repair: no %q", want)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("repair: exit %d, want 0", code)
+	}
+	// The capture wrote the repair, in its transactions: 1001 and 1002
+	// read again ('r'), 1003 and 1004 removed ('d', then a tombstone).
+	recs := readTopic(t, brokers, s.reg.URL(), countersTopic)
+	last := map[int64][]map[string]any{}
+	for _, r := range recs {
+		id := toInt(r["_key"].(map[string]any)["id"])
+		last[id] = append(last[id], r)
+	}
+	for _, id := range []int64{1001, 1002} {
+		rs := last[id]
+		v, _ := rs[len(rs)-1]["_value"].(map[string]any)
+		if v == nil || v["op"] != "r" || toInt(v["after"].(map[string]any)["n"]) != map[int64]int64{1001: 0, 1002: 5}[id] {
+			t.Errorf("key %d: last record %v, want an 'r' of the table's row", id, rs[len(rs)-1])
+		}
+	}
+	for _, id := range []int64{1003, 1004} {
+		rs := last[id]
+		if len(rs) < 2 {
+			t.Fatalf("key %d: records %v", id, rs)
+		}
+		d, _ := rs[len(rs)-2]["_value"].(map[string]any)
+		if d == nil || d["op"] != "d" || rs[len(rs)-1]["_value"] != nil {
+			t.Errorf("key %d: last records %v, want a 'd' and a tombstone", id, rs[len(rs)-2:])
+		}
+	}
+	c.waitLog(t, `"msg":"re-backfill for a repair: keys the table no longer has removed from the topic"`, 10*time.Second)
+
+	// More keys than --repair-keys: the whole table is read again, and
+	// the keys the table lacks removed.
+	s.db.Exec(t, `UPDATE counters SET n = 7 WHERE id = 1005`)
+	s.db.Exec(t, `DELETE FROM counters WHERE id = 1006`)
+	var r1005, r1006 []*kgo.Record
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		r1005, r1006 = rawRecords(t, brokers, countersTopic, 1005), rawRecords(t, brokers, countersTopic, 1006)
+		if len(r1005) == 3 && len(r1006) == 4 { // r, r, u; r, r, d, tombstone
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records of 1005, 1006: %d, %d", len(r1005), len(r1006))
+		}
+	}
+	produceRaw(t, brokers,
+		&kgo.Record{Topic: countersTopic, Partition: r1005[1].Partition, Key: r1005[1].Key, Value: r1005[1].Value}, // n = 0 again
+		&kgo.Record{Topic: countersTopic, Partition: r1006[1].Partition, Key: r1006[1].Key, Value: r1006[1].Value}) // back from the dead
+	code, out = pgkafka(t, "verify", "-c", path, "--catch-up", "20s", "--repair", "--repair-keys", "1", "public.counters")
+	t.Logf("whole-table repair:\n%s", out)
+	for _, want := range []string{
+		"repair of public.counters: the whole table is read again, and the keys of it.public.counters it lacks are removed (2 keys to repair, more than 1)",
+		"after the repair:\npublic.counters -> it.public.counters: equal: 203 rows compared, 203 keys in the topic",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("whole-table repair: no %q", want)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("whole-table repair: exit %d, want 0", code)
+	}
+	if code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s"); code != 0 {
+		t.Errorf("verify after the repairs: exit %d, want 0:\n%s", code, out)
+	}
+}
+
+// TestRepairKilledResumes: a capture killed in the middle of a repair
+// does it again when it starts: the condition and the keys to remove are
+// in its checkpoint. The repair is held at its first read by a lock on
+// the table, the capture killed there, and the next one finishes it: the
+// stale row read again, the deleted row's key removed.
+func TestRepairKilledResumes(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 20)
+	ctr.seed(t)
+	s.db.Exec(t, `INSERT INTO counters VALUES (1001, 0, 'a'), (1002, 0, 'b')`)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding), "  transactionWindow: 20ms\n", "")
+	c := startCapture(t, path)
+	brokers := s.broker.ListenAddrs()
+
+	// 1001 deleted, its record written again; 1002's value stale.
+	s.db.Exec(t, `DELETE FROM counters WHERE id = 1001; UPDATE counters SET n = 3 WHERE id = 1002`)
+	var r1001, r1002 []*kgo.Record
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		r1001, r1002 = rawRecords(t, brokers, countersTopic, 1001), rawRecords(t, brokers, countersTopic, 1002)
+		if len(r1001) == 3 && len(r1002) == 2 { // r, d, tombstone; r, u
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records of 1001, 1002: %d, %d", len(r1001), len(r1002))
+		}
+	}
+	produceRaw(t, brokers,
+		&kgo.Record{Topic: countersTopic, Partition: r1001[0].Partition, Key: r1001[0].Key, Value: r1001[0].Value},
+		&kgo.Record{Topic: countersTopic, Partition: r1002[0].Partition, Key: r1002[0].Key, Value: r1002[0].Value})
+
+	// The table locked: the repair's backfill cannot read it.
+	ctx := context.Background()
+	lock, err := s.db.Conn(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `LOCK TABLE counters IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	req := pipeline.BackfillRequest{Tables: []string{"public.counters"}, Where: `"id" IN ('1001'::integer, '1002'::integer)`,
+		Purge: true, PurgeKeys: []string{base64.StdEncoding.EncodeToString(r1001[0].Key[5:])}}
+	s.db.Exec(t, `INSERT INTO public.flow_watermarks (slot, watermark) VALUES ('flow_slot', '`+strings.ReplaceAll(req.Encode(), "'", "''")+`')
+		ON CONFLICT (slot) DO UPDATE SET watermark = EXCLUDED.watermark`)
+	var st offsets.TableState
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		st = checkpoint(t, brokers, "it").Tables["public.counters"]
+		if st.State == offsets.StateBackfilling {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the repair is not in the checkpoint: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.Where != req.Where || !st.Purge || len(st.PurgeKeys) != 1 || st.PurgeKeys[0] != req.PurgeKeys[0] {
+		t.Fatalf("checkpoint of the repair: %+v, want the request's condition and keys", st)
+	}
+	c.kill(t)
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c = startCapture(t, path)
+	defer c.stop(t)
+	c.waitLog(t, `"msg":"re-backfill for a repair: keys the table no longer has removed from the topic"`, 30*time.Second)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		r1001, r1002 = rawRecords(t, brokers, countersTopic, 1001), rawRecords(t, brokers, countersTopic, 1002)
+		if len(r1001) >= 6 && len(r1002) >= 4 { // + the copy, the repair's d and tombstone; + the copy, the repair's r
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records of 1001, 1002 after the repair: %d, %d", len(r1001), len(r1002))
+		}
+	}
+	if last := r1001[len(r1001)-1]; last.Value != nil {
+		t.Errorf("key 1001: the last record is not a tombstone")
+	}
+	if code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s"); code != 0 {
+		t.Errorf("verify after the repair: exit %d, want 0:\n%s", code, out)
 	}
 }
