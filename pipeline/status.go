@@ -41,6 +41,12 @@ type TableStatus struct {
 	// being backfilled (-1: unknown).
 	Estimated int64
 	Percent   float64
+	// Where is a filtered backfill's condition; Purge tells that the keys
+	// the table lacks are removed at its end (after a lost slot, or a
+	// repair: PurgeKeys of them, 0 for any).
+	Where     string
+	Purge     bool
+	PurgeKeys int
 }
 
 // backfillShares fills the estimate and share read of the tables being
@@ -132,7 +138,8 @@ func readStatus(ctx context.Context, cfg Config, now time.Time) (*Status, error)
 			if err == nil {
 				topic = cfg.TopicFor(ref)
 			}
-			st.Tables = append(st.Tables, TableStatus{Table: name, Topic: topic, State: ts.State, Cursor: string(ts.Cursor), Percent: -1})
+			st.Tables = append(st.Tables, TableStatus{Table: name, Topic: topic, State: ts.State, Cursor: string(ts.Cursor), Percent: -1,
+				Where: ts.Where, Purge: ts.Purge, PurgeKeys: len(ts.PurgeKeys)})
 		}
 		if err := backfillShares(ctx, cfg, catalog, cp, st.Tables); err != nil {
 			return nil, err

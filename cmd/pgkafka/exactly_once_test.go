@@ -238,6 +238,71 @@ func TestSlotLostWithCheckpointIsFatal(t *testing.T) {
 	}
 }
 
+// TestSlotLostRebackfillKilled: with onSlotLost: rebackfill, a capture
+// killed in the middle of the re-backfill after a lost slot (held there
+// by a lock on the table) leaves a checkpoint that says so, and `pgkafka
+// status` shows it; the next capture does the re-backfill again and
+// removes the key of the row deleted while no slot existed; status then
+// says it is done.
+func TestSlotLostRebackfillKilled(t *testing.T) {
+	s := newStack(t)
+	ctr := newCounters(t, s.db, 20)
+	ctr.seed(t)
+	s.db.Exec(t, `INSERT INTO counters VALUES (1001, 0, 'a'), (1002, 0, 'b')`)
+	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding), "  transactionWindow: 20ms\n", "    onSlotLost: rebackfill\n")
+	c := startCapture(t, path)
+	brokers := s.broker.ListenAddrs()
+	c.stop(t)
+	dropSlot(t, s.db)
+	s.db.Exec(t, `DELETE FROM counters WHERE id = 1001; UPDATE counters SET n = 9 WHERE id = 1002`)
+
+	ctx := context.Background()
+	lock, err := s.db.Conn(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `LOCK TABLE counters IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	c = startCaptureNoWait(t, path)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if cp := checkpoint(t, brokers, "it"); cp != nil && cp.SlotLost != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot loss in the checkpoint:\n%s", c.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, out := pgkafka(t, "status", "-c", path); code != 0 || !strings.Contains(out, "slot lost   flow_slot") || !strings.Contains(out, "re-backfill after a lost slot in progress: 1 tables left") {
+		t.Errorf("status during the re-backfill: exit %d:\n%s", code, out)
+	}
+	c.kill(t)
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c = startCapture(t, path)
+	defer c.stop(t)
+	c.waitLog(t, `"msg":"re-backfill after a lost slot: keys the table no longer has removed from the topic"`, 30*time.Second)
+	if code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s"); code != 0 {
+		t.Errorf("verify after the re-backfill: exit %d, want 0:\n%s", code, out)
+	}
+	var last valueRec
+	for _, r := range counterRecs(t, readTopic(t, brokers, s.reg.URL(), countersTopic)) {
+		if r.id == 1001 {
+			last = r
+		}
+	}
+	if !last.tombstone {
+		t.Errorf("key 1001 (deleted while no slot existed): last record %+v, want a tombstone", last)
+	}
+	if code, out := pgkafka(t, "status", "-c", path); code != 0 || !strings.Contains(out, "re-backfill done") {
+		t.Errorf("status after the re-backfill: exit %d:\n%s", code, out)
+	}
+}
+
 // dropSlot drops the slot flow_slot of a capture that stopped, once the
 // server has released it: its WAL sender sees the connection close a
 // moment after pgkafka exits.

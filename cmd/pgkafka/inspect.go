@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgkafka/pgkafka/offsets"
 	"github.com/pgkafka/pgkafka/pgsrc"
 	"github.com/pgkafka/pgkafka/pipeline"
 )
@@ -120,8 +121,8 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 		if l := cp.SlotLost; l != nil {
 			left := 0
 			for _, t := range cp.Tables {
-				if t.Purge {
-					left++
+				if t.Purge && t.PurgeKeys == nil {
+					left++ // (or a whole-table repair's)
 				}
 			}
 			state := "re-backfill done"
@@ -160,6 +161,15 @@ func runStatus(ctx context.Context, cfg pipeline.Config, w io.Writer) error {
 			}
 			if t.Percent >= 0 {
 				fmt.Fprintf(&b, " (about %.0f%% of ~%d rows)", t.Percent, t.Estimated)
+			}
+			switch {
+			case t.State != offsets.StateBackfilling:
+			case t.PurgeKeys > 0:
+				fmt.Fprintf(&b, "; a repair: at its end, %d of its keys removed unless the table has them", t.PurgeKeys)
+			case t.Purge:
+				b.WriteString("; then the keys the table lacks removed from the topic")
+			case t.Where != "":
+				fmt.Fprintf(&b, "; only the rows where %s", abbreviate(t.Where, 80))
 			}
 			b.WriteString("\n")
 		}
@@ -232,4 +242,12 @@ func checkWhere(ctx context.Context, cfg pipeline.Config, refs []pgsrc.TableRef,
 		}
 	}
 	return nil
+}
+
+// abbreviate cuts s to n bytes at most, saying so.
+func abbreviate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
 }

@@ -355,6 +355,9 @@ func TestRepairKilledResumes(t *testing.T) {
 	if st.Where != req.Where || !st.Purge || len(st.PurgeKeys) != 1 || st.PurgeKeys[0] != req.PurgeKeys[0] {
 		t.Fatalf("checkpoint of the repair: %+v, want the request's condition and keys", st)
 	}
+	if code, out := pgkafka(t, "status", "-c", path); code != 0 || !strings.Contains(out, "backfilling") || !strings.Contains(out, "a repair: at its end, 1 of its keys removed unless the table has them") {
+		t.Errorf("status during the repair: exit %d:\n%s", code, out)
+	}
 	c.kill(t)
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
