@@ -256,15 +256,7 @@ func TestSlotLostRebackfillKilled(t *testing.T) {
 	dropSlot(t, s.db)
 	s.db.Exec(t, `DELETE FROM counters WHERE id = 1001; UPDATE counters SET n = 9 WHERE id = 1002`)
 
-	ctx := context.Background()
-	lock, err := s.db.Conn(t).Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = lock.Rollback(ctx) }()
-	if _, err := lock.Exec(ctx, `LOCK TABLE counters IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	release := lockTable(t, s.db, "counters")
 	c = startCaptureNoWait(t, path)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if cp := checkpoint(t, brokers, "it"); cp != nil && cp.SlotLost != nil {
@@ -279,9 +271,7 @@ func TestSlotLostRebackfillKilled(t *testing.T) {
 		t.Errorf("status during the re-backfill: exit %d:\n%s", code, out)
 	}
 	c.kill(t)
-	if err := lock.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 
 	c = startCapture(t, path)
 	defer c.stop(t)

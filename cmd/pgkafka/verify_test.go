@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pgkafka/pgkafka/offsets"
+	"github.com/pgkafka/pgkafka/pgsrc/pgtest"
 	"github.com/pgkafka/pgkafka/pipeline"
 )
 
@@ -65,6 +66,63 @@ func rawRecords(t *testing.T, brokers []string, topic string, id int64) []*kgo.R
 	return out
 }
 
+// waitRawRecords waits until the counters topic holds want[id] records
+// of each key id, and returns them (rawRecords).
+func waitRawRecords(t *testing.T, brokers []string, want map[int64]int) map[int64][]*kgo.Record {
+	t.Helper()
+	got := map[int64][]*kgo.Record{}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		done := true
+		for id, n := range want {
+			got[id] = rawRecords(t, brokers, countersTopic, id)
+			done = done && len(got[id]) == n
+		}
+		if done {
+			return got
+		}
+		if time.Now().After(deadline) {
+			for id, n := range want {
+				t.Errorf("key %d: %d records, want %d", id, len(got[id]), n)
+			}
+			t.FailNow()
+		}
+	}
+}
+
+// wantRun checks a command's exit code, and that its output holds each of
+// wants.
+func wantRun(t *testing.T, what string, code int, out string, wantCode int, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Errorf("%s: no %q", what, w)
+		}
+	}
+	if code != wantCode {
+		t.Fatalf("%s: exit %d, want %d", what, code, wantCode)
+	}
+}
+
+// lockTable holds a lock on table that keeps every read of it waiting,
+// until release.
+func lockTable(t *testing.T, db *pgtest.DB, table string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Conn(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+table+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // produceRaw writes records outside pgkafka: a plain producer, not
 // transactional.
 func produceRaw(t *testing.T, brokers []string, recs ...*kgo.Record) {
@@ -109,16 +167,8 @@ func TestVerify(t *testing.T) {
 	}
 
 	s.db.Exec(t, `UPDATE counters SET n = 5 WHERE id = 1002; DELETE FROM counters WHERE id = 1003`)
-	var r1001, r1002, r1003 []*kgo.Record
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		r1001, r1002, r1003 = rawRecords(t, brokers, countersTopic, 1001), rawRecords(t, brokers, countersTopic, 1002), rawRecords(t, brokers, countersTopic, 1003)
-		if len(r1001) == 1 && len(r1002) == 2 && len(r1003) == 3 { // r; r, u; r, d, tombstone
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records of 1001, 1002, 1003: %d, %d, %d", len(r1001), len(r1002), len(r1003))
-		}
-	}
+	rr := waitRawRecords(t, brokers, map[int64]int{1001: 1, 1002: 2, 1003: 3}) // r; r, u; r, d, tombstone
+	r1001, r1002, r1003 := rr[1001], rr[1002], rr[1003]
 	produceRaw(t, brokers,
 		&kgo.Record{Topic: countersTopic, Partition: r1001[0].Partition, Key: r1001[0].Key},                        // a tombstone
 		&kgo.Record{Topic: countersTopic, Partition: r1002[0].Partition, Key: r1002[0].Key, Value: r1002[0].Value}, // n = 0 again
@@ -126,19 +176,11 @@ func TestVerify(t *testing.T) {
 
 	code, out = pgkafka(t, "verify", "-c", path, "--catch-up", "20s", "public.counters")
 	t.Logf("damaged:\n%s", out)
-	for _, want := range []string{
+	wantRun(t, "damaged topic", code, out, 1,
 		"public.counters -> it.public.counters: DIFFERENT: 202 rows compared, 202 keys in the topic; 1 missing, 1 extra, 1 with other values",
 		"missing from the topic (1): id=1001\n",
 		"extra in the topic (1): id=1003\n",
-		"    id=1002: columns n\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("damaged topic: no %q", want)
-		}
-	}
-	if code != 1 {
-		t.Errorf("damaged topic: exit %d, want 1", code)
-	}
+		"    id=1002: columns n\n")
 }
 
 // TestVerifyRefuses: a table without a key is refused (exit 2), and so
@@ -191,50 +233,26 @@ func TestVerifyRepair(t *testing.T) {
 
 	// A record removed, a stale value.
 	s.db.Exec(t, `UPDATE counters SET n = 5 WHERE id = 1002`)
-	var r1001, r1002 []*kgo.Record
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		r1001, r1002 = rawRecords(t, brokers, countersTopic, 1001), rawRecords(t, brokers, countersTopic, 1002)
-		if len(r1001) == 2 && len(r1002) == 3 { // r, r; r, r, u
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records of 1001, 1002: %d, %d", len(r1001), len(r1002))
-		}
-	}
+	rr := waitRawRecords(t, brokers, map[int64]int{1001: 2, 1002: 3}) // r, r; r, r, u
+	r1001, r1002 := rr[1001], rr[1002]
 	produceRaw(t, brokers,
 		&kgo.Record{Topic: countersTopic, Partition: r1001[0].Partition, Key: r1001[0].Key},                        // a tombstone
 		&kgo.Record{Topic: countersTopic, Partition: r1002[1].Partition, Key: r1002[1].Key, Value: r1002[1].Value}) // n = 0 again
 
 	code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s")
 	t.Logf("damaged:\n%s", out)
-	for _, want := range []string{
+	wantRun(t, "damaged topic", code, out, 1,
 		"public.counters -> it.public.counters: DIFFERENT: 204 rows compared, 205 keys in the topic; 1 missing, 2 extra, 1 with other values",
 		"missing from the topic (1): id=1001\n",
 		"extra in the topic (2): id=1003; id=1004\n",
-		"    id=1002: columns n\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("damaged topic: no %q", want)
-		}
-	}
-	if code != 1 {
-		t.Fatalf("damaged topic: exit %d, want 1", code)
-	}
+		"    id=1002: columns n\n")
 
 	code, out = pgkafka(t, "verify", "-c", path, "--catch-up", "20s", "--repair")
 	t.Logf("repair:\n%s", out)
-	for _, want := range []string{
+	wantRun(t, "repair", code, out, 0,
 		"repair of public.counters: 4 keys read again, 2 of them removed from it.public.counters unless the table has them by then",
 		"repair of public.counters: done",
-		"after the repair:\npublic.counters -> it.public.counters: equal: 204 rows compared, 204 keys in the topic",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("repair: no %q", want)
-		}
-	}
-	if code != 0 {
-		t.Fatalf("repair: exit %d, want 0", code)
-	}
+		"after the repair:\npublic.counters -> it.public.counters: equal: 204 rows compared, 204 keys in the topic")
 	// The capture wrote the repair, in its transactions: 1001 and 1002
 	// read again ('r'), 1003 and 1004 removed ('d', then a tombstone).
 	recs := readTopic(t, brokers, s.reg.URL(), countersTopic)
@@ -266,32 +284,16 @@ func TestVerifyRepair(t *testing.T) {
 	// the keys the table lacks removed.
 	s.db.Exec(t, `UPDATE counters SET n = 7 WHERE id = 1005`)
 	s.db.Exec(t, `DELETE FROM counters WHERE id = 1006`)
-	var r1005, r1006 []*kgo.Record
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		r1005, r1006 = rawRecords(t, brokers, countersTopic, 1005), rawRecords(t, brokers, countersTopic, 1006)
-		if len(r1005) == 3 && len(r1006) == 4 { // r, r, u; r, r, d, tombstone
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records of 1005, 1006: %d, %d", len(r1005), len(r1006))
-		}
-	}
+	rr = waitRawRecords(t, brokers, map[int64]int{1005: 3, 1006: 4}) // r, r, u; r, r, d, tombstone
+	r1005, r1006 := rr[1005], rr[1006]
 	produceRaw(t, brokers,
 		&kgo.Record{Topic: countersTopic, Partition: r1005[1].Partition, Key: r1005[1].Key, Value: r1005[1].Value}, // n = 0 again
 		&kgo.Record{Topic: countersTopic, Partition: r1006[1].Partition, Key: r1006[1].Key, Value: r1006[1].Value}) // back from the dead
 	code, out = pgkafka(t, "verify", "-c", path, "--catch-up", "20s", "--repair", "--repair-keys", "1", "public.counters")
 	t.Logf("whole-table repair:\n%s", out)
-	for _, want := range []string{
+	wantRun(t, "whole-table repair", code, out, 0,
 		"repair of public.counters: the whole table is read again, and the keys of it.public.counters it lacks are removed (2 keys to repair, more than 1)",
-		"after the repair:\npublic.counters -> it.public.counters: equal: 203 rows compared, 203 keys in the topic",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("whole-table repair: no %q", want)
-		}
-	}
-	if code != 0 {
-		t.Fatalf("whole-table repair: exit %d, want 0", code)
-	}
+		"after the repair:\npublic.counters -> it.public.counters: equal: 203 rows compared, 203 keys in the topic")
 	if code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s"); code != 0 {
 		t.Errorf("verify after the repairs: exit %d, want 0:\n%s", code, out)
 	}
@@ -313,30 +315,14 @@ func TestRepairKilledResumes(t *testing.T) {
 
 	// 1001 deleted, its record written again; 1002's value stale.
 	s.db.Exec(t, `DELETE FROM counters WHERE id = 1001; UPDATE counters SET n = 3 WHERE id = 1002`)
-	var r1001, r1002 []*kgo.Record
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		r1001, r1002 = rawRecords(t, brokers, countersTopic, 1001), rawRecords(t, brokers, countersTopic, 1002)
-		if len(r1001) == 3 && len(r1002) == 2 { // r, d, tombstone; r, u
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records of 1001, 1002: %d, %d", len(r1001), len(r1002))
-		}
-	}
+	rr := waitRawRecords(t, brokers, map[int64]int{1001: 3, 1002: 2}) // r, d, tombstone; r, u
+	r1001, r1002 := rr[1001], rr[1002]
 	produceRaw(t, brokers,
 		&kgo.Record{Topic: countersTopic, Partition: r1001[0].Partition, Key: r1001[0].Key, Value: r1001[0].Value},
 		&kgo.Record{Topic: countersTopic, Partition: r1002[0].Partition, Key: r1002[0].Key, Value: r1002[0].Value})
 
 	// The table locked: the repair's backfill cannot read it.
-	ctx := context.Background()
-	lock, err := s.db.Conn(t).Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = lock.Rollback(ctx) }()
-	if _, err := lock.Exec(ctx, `LOCK TABLE counters IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
+	release := lockTable(t, s.db, "counters")
 	req := pipeline.BackfillRequest{Tables: []string{"public.counters"}, Where: `"id" IN ('1001'::integer, '1002'::integer)`,
 		Purge: true, PurgeKeys: []string{base64.StdEncoding.EncodeToString(r1001[0].Key[5:])}}
 	s.db.Exec(t, `INSERT INTO public.flow_watermarks (slot, watermark) VALUES ('flow_slot', '`+strings.ReplaceAll(req.Encode(), "'", "''")+`')
@@ -359,23 +345,13 @@ func TestRepairKilledResumes(t *testing.T) {
 		t.Errorf("status during the repair: exit %d:\n%s", code, out)
 	}
 	c.kill(t)
-	if err := lock.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 
 	c = startCapture(t, path)
 	defer c.stop(t)
 	c.waitLog(t, `"msg":"re-backfill for a repair: keys the table no longer has removed from the topic"`, 30*time.Second)
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		r1001, r1002 = rawRecords(t, brokers, countersTopic, 1001), rawRecords(t, brokers, countersTopic, 1002)
-		if len(r1001) >= 6 && len(r1002) >= 4 { // + the copy, the repair's d and tombstone; + the copy, the repair's r
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records of 1001, 1002 after the repair: %d, %d", len(r1001), len(r1002))
-		}
-	}
-	if last := r1001[len(r1001)-1]; last.Value != nil {
+	rr = waitRawRecords(t, brokers, map[int64]int{1001: 6, 1002: 4}) // + the copy, the repair's d and tombstone; + the copy, the repair's r
+	if r1001 = rr[1001]; r1001[len(r1001)-1].Value != nil {
 		t.Errorf("key 1001: the last record is not a tombstone")
 	}
 	if code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s"); code != 0 {
