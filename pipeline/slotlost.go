@@ -79,17 +79,16 @@ type purgeSet struct {
 	after []schema.Datum
 }
 
-// only keeps in the set the keys listed (base64, checked by
-// BackfillRequest.checkPurge): a key listed that the topic does not hold
-// has nothing to remove.
-func (p *purgeSet) only(listed []string) {
-	keep := make(map[string]bool, len(listed))
+// listedKeys reads purge keys (base64, checked by
+// BackfillRequest.checkPurge) into the set of their unframed bytes.
+func listedKeys(listed []string) map[string]bool {
+	keys := make(map[string]bool, len(listed))
 	for _, k := range listed {
 		if b, err := base64.StdEncoding.DecodeString(k); err == nil {
-			keep[string(b)] = true
+			keys[string(b)] = true
 		}
 	}
-	maps.DeleteFunc(p.keys, func(k string, _ recordPos) bool { return !keep[k] })
+	return keys
 }
 
 // seen drops the key encoded (framed) as key from the set.
@@ -230,14 +229,17 @@ func (s *session) readPurgeSets(ctx context.Context) error {
 	for _, b := range marked {
 		topic := s.cfg.TopicFor(b.info.Ref())
 		start := time.Now()
-		p, err := readPurgeSet(ctx, v, s.admin, topic, s.cfg.Format.Envelope == string(schema.EnvelopeFlat))
+		var only map[string]bool
+		if b.purgeKeys != nil {
+			only = listedKeys(b.purgeKeys)
+		}
+		p, err := readPurgeSet(ctx, v, s.admin, topic, s.cfg.Format.Envelope == string(schema.EnvelopeFlat), only)
 		if err != nil {
 			return fmt.Errorf("reading the keys of topic %s for the re-backfill of %s: %w", topic, b.info.Ref(), err)
 		}
 		p.why = "after a lost slot"
-		if b.purgeKeys != nil {
+		if only != nil {
 			p.why = "for a repair"
-			p.only(b.purgeKeys)
 		}
 		b.purge = p
 		s.log.Info("re-backfill "+p.why+": keys of the topic read; those the backfill does not find are removed at its end",
@@ -247,9 +249,11 @@ func (s *session) readPurgeSets(ctx context.Context) error {
 	return nil
 }
 
-// readPurgeSet reads topic up to its end into the keys it holds.
-func readPurgeSet(ctx context.Context, v *verifier, adm *kadm.Client, topic string, flat bool) (*purgeSet, error) {
-	ts := &topicSide{v: v, topic: topic, flat: flat, adm: adm, next: map[int32]int64{}, state: map[string]topicEntry{}}
+// readPurgeSet reads topic up to its end into the keys it holds; only
+// those of only, when set (a key it lists that the topic does not hold
+// has nothing to remove).
+func readPurgeSet(ctx context.Context, v *verifier, adm *kadm.Client, topic string, flat bool, only map[string]bool) (*purgeSet, error) {
+	ts := &topicSide{v: v, topic: topic, flat: flat, adm: adm, next: map[int32]int64{}, state: map[string]topicEntry{}, only: only}
 	defer func() {
 		if ts.client != nil {
 			ts.client.Close()

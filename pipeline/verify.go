@@ -484,7 +484,9 @@ type topicSide struct {
 	adm    *kadm.Client
 	next   map[int32]int64
 	state  map[string]topicEntry
-	// want, when set, keeps the decoded after image of these keys.
+	// only, when set, are the keys (unframed) whose state is kept: the
+	// records of others are counted, not decoded.
+	only    map[string]bool
 	records int64
 }
 
@@ -577,6 +579,9 @@ func (t *topicSide) fold(ctx context.Context, r *kgo.Record) error {
 	t.records++
 	if len(r.Key) < 5 {
 		return nil // a null key (a truncate): no row's
+	}
+	if t.only != nil && !t.only[string(r.Key[5:])] {
+		return nil
 	}
 	e := topicEntry{offset: r.Offset, partition: r.Partition}
 	if r.Value != nil {
