@@ -746,6 +746,7 @@ func (v *verifier) table(ctx context.Context, c *codecs, info *pgsrc.Table) (*Ve
 				cd.table, cd.tableAfter = st, nil
 			}
 		}
+		v.log.Debug("verify: re-check", "table", rep.Table, "round", rep.Rounds, "candidates", len(cands))
 		if note, err := v.catchUp(ctx); err != nil {
 			return nil, err
 		} else if note != "" && !slices.Contains(rep.Notes, note) {

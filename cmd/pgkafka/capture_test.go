@@ -124,6 +124,10 @@ func (c *capture) exit(t *testing.T, timeout time.Duration) int {
 type counters struct {
 	db   *pgtest.DB
 	keys int
+	// pause, when set, is the writer's pause between transactions (by
+	// default 0-2 ms): a test that reads its topics whole several times
+	// keeps them small with it.
+	pause time.Duration
 }
 
 const countersBinding = "  - resource: {namespace: public, stream: counters, syncMode: incremental}"
@@ -175,7 +179,11 @@ func (c *counters) write(t *testing.T, dsn string, stop <-chan struct{}) <-chan 
 			if err == nil {
 				n++
 			}
-			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+			if c.pause > 0 {
+				time.Sleep(c.pause)
+			} else {
+				time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+			}
 		}
 	}()
 	return done

@@ -210,7 +210,10 @@ func TestVerifyRefuses(t *testing.T) {
 // repair (more keys than --repair-keys) does the same.
 func TestVerifyRepair(t *testing.T) {
 	s := newStack(t)
-	ctr := newCounters(t, s.db, 200)
+	// Few keys, written slowly: verify reads the topic whole, 7 times,
+	// and checks each key that changed while it read again.
+	ctr := newCounters(t, s.db, 20)
+	ctr.pause = 10 * time.Millisecond
 	ctr.seed(t)
 	s.db.Exec(t, `INSERT INTO counters SELECT g, 0, 'k' FROM generate_series(1001, 1006) g`)
 	path := tune(t, s.config(t, "postgres", cluster.SuperuserPassword(), countersBinding), "  transactionWindow: 20ms\n", "")
@@ -239,20 +242,22 @@ func TestVerifyRepair(t *testing.T) {
 		&kgo.Record{Topic: countersTopic, Partition: r1001[0].Partition, Key: r1001[0].Key},                        // a tombstone
 		&kgo.Record{Topic: countersTopic, Partition: r1002[1].Partition, Key: r1002[1].Key, Value: r1002[1].Value}) // n = 0 again
 
+	start := time.Now()
 	code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s")
-	t.Logf("damaged:\n%s", out)
+	t.Logf("damaged (%s):\n%s", time.Since(start), out)
 	wantRun(t, "damaged topic", code, out, 1,
-		"public.counters -> it.public.counters: DIFFERENT: 204 rows compared, 205 keys in the topic; 1 missing, 2 extra, 1 with other values",
+		"public.counters -> it.public.counters: DIFFERENT: 24 rows compared, 25 keys in the topic; 1 missing, 2 extra, 1 with other values",
 		"missing from the topic (1): id=1001\n",
 		"extra in the topic (2): id=1003; id=1004\n",
 		"    id=1002: columns n\n")
 
+	start = time.Now()
 	code, out = pgkafka(t, "verify", "-c", path, "--catch-up", "20s", "--repair")
-	t.Logf("repair:\n%s", out)
+	t.Logf("repair (%s):\n%s", time.Since(start), out)
 	wantRun(t, "repair", code, out, 0,
 		"repair of public.counters: 4 keys read again, 2 of them removed from it.public.counters unless the table has them by then",
 		"repair of public.counters: done",
-		"after the repair:\npublic.counters -> it.public.counters: equal: 204 rows compared, 204 keys in the topic")
+		"after the repair:\npublic.counters -> it.public.counters: equal: 24 rows compared, 24 keys in the topic")
 	// The capture wrote the repair, in its transactions: 1001 and 1002
 	// read again ('r'), 1003 and 1004 removed ('d', then a tombstone).
 	recs := readTopic(t, brokers, s.reg.URL(), countersTopic)
@@ -289,11 +294,12 @@ func TestVerifyRepair(t *testing.T) {
 	produceRaw(t, brokers,
 		&kgo.Record{Topic: countersTopic, Partition: r1005[1].Partition, Key: r1005[1].Key, Value: r1005[1].Value}, // n = 0 again
 		&kgo.Record{Topic: countersTopic, Partition: r1006[1].Partition, Key: r1006[1].Key, Value: r1006[1].Value}) // back from the dead
+	start = time.Now()
 	code, out = pgkafka(t, "verify", "-c", path, "--catch-up", "20s", "--repair", "--repair-keys", "1", "public.counters")
-	t.Logf("whole-table repair:\n%s", out)
+	t.Logf("whole-table repair (%s):\n%s", time.Since(start), out)
 	wantRun(t, "whole-table repair", code, out, 0,
 		"repair of public.counters: the whole table is read again, and the keys of it.public.counters it lacks are removed (2 keys to repair, more than 1)",
-		"after the repair:\npublic.counters -> it.public.counters: equal: 203 rows compared, 203 keys in the topic")
+		"after the repair:\npublic.counters -> it.public.counters: equal: 23 rows compared, 23 keys in the topic")
 	if code, out := pgkafka(t, "verify", "-c", path, "--catch-up", "20s"); code != 0 {
 		t.Errorf("verify after the repairs: exit %d, want 0:\n%s", code, out)
 	}
