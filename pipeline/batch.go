@@ -101,20 +101,6 @@ type txProgress struct {
 	events map[string]int64
 }
 
-// freeRecordBatches is how many record batches, once Kafka has committed
-// their records, the producer hands back to the serializer to fill again
-// (recordBatch.empty), so that a stream does not make each batch's memory
-// anew.
-const freeRecordBatches = 4
-
-// empty makes b, whose records Kafka has committed, a batch to fill again:
-// its records and headers no longer hold their keys and values.
-func (b *recordBatch) empty() {
-	clear(b.recs)
-	clear(b.hdrs)
-	*b = recordBatch{recs: b.recs[:0], slab: b.slab[:0], hdrs: b.hdrs[:0]}
-}
-
 // next is an empty batch sized like b (see walBatch.next).
 func (b *recordBatch) next() *recordBatch {
 	return &recordBatch{recs: make([]kgo.Record, 0, len(b.recs)), slab: make([]byte, 0, len(b.slab)), hdrs: make([]kgo.RecordHeader, 0, len(b.hdrs))}

@@ -53,9 +53,6 @@
 // 3·4 MiB of records, and kgo buffers at most maxBufferedBytes (32 MiB)
 // before Produce blocks: about 50 MiB whatever the table or transaction
 // size. A transaction larger than a record batch is cut across batches.
-// The producer hands up to freeRecordBatches (4) batches of each committed
-// Kafka transaction back to the serializer, emptied, to fill again: their
-// memory (up to 4·4 MiB) is kept instead of made anew for each batch.
 // The TOAST reconciler (toast.go) adds its cache, toast.cacheBytes (32 MiB
 // by default), and the rows it reads ahead from the database for one batch,
 // toastFetchBytes (4 MiB) plus the row of the change at hand; the values

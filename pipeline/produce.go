@@ -42,9 +42,6 @@ type producerStage struct {
 	// refused classifies an error refusing the producer's epoch: fenced,
 	// or aborted by the broker (Runner.refused).
 	refused func(context.Context, error) error
-	// free takes the batches of committed transactions back to the
-	// serializer (recordBatch.empty); nil: they are left to the collector.
-	free chan<- *recordBatch
 
 	mu       sync.Mutex
 	firstErr error
@@ -82,8 +79,6 @@ type kafkaTxn struct {
 	// promise is the producer's, one method value per transaction, not
 	// per record.
 	promise func(*kgo.Record, error)
-	// held are its batches, whose records Kafka holds until the commit.
-	held []*recordBatch
 }
 
 // transaction runs one Kafka transaction from b on. more is false once in
@@ -115,7 +110,6 @@ func (s *producerStage) transaction(ctx context.Context, in <-chan *recordBatch,
 	if err := s.commit(ctx, tx.pending, tx.records, tx.batches); err != nil {
 		return false, err
 	}
-	s.giveBack(tx.held)
 	if tx.restart {
 		return false, errRestart
 	}
@@ -176,7 +170,6 @@ func (s *producerStage) add(ctx context.Context, tx *kafkaTxn, b *recordBatch) {
 	}
 	tx.records += len(b.recs)
 	tx.batches++
-	tx.held = append(tx.held, b)
 	pending := tx.pending
 	if b.commitLSN > pending.LSN {
 		pending.LSN = b.commitLSN
@@ -233,23 +226,6 @@ func (s *producerStage) commit(ctx context.Context, pending *offsets.Checkpoint,
 	storeMax(s.committed, uint64(pending.LSN))
 	s.log.Debug("transaction committed", "rows", records, "batches", batches, "lsn", pending.LSN.String(), "partial", pending.Partial != nil)
 	return nil
-}
-
-// giveBack hands the batches of a committed transaction back to the
-// serializer, emptied, as many as it takes: Kafka's client is done with
-// their records (Flush returned before the commit).
-func (s *producerStage) giveBack(held []*recordBatch) {
-	if s.free == nil {
-		return
-	}
-	for _, b := range held {
-		b.empty()
-		select {
-		case s.free <- b:
-		default:
-			return
-		}
-	}
 }
 
 // abort ends the open transaction without committing it, after err.

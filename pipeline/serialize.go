@@ -31,9 +31,6 @@ type serializerStage struct {
 	resumed  resumePoint
 	log      *slog.Logger
 	rows     rowEncoder
-	// free brings the batches the producer hands back (recordBatch.empty);
-	// nil: none.
-	free <-chan *recordBatch
 }
 
 // batcher is the record batch the serializer fills and hands on.
@@ -52,12 +49,7 @@ func (b *batcher) pending() bool {
 // producer must not commit after it.
 func (s *serializerStage) ship(ctx context.Context, b *batcher) error {
 	b.rb.inWindow = s.dblog.holding()
-	var next *recordBatch
-	select {
-	case next = <-s.free:
-	default:
-		next = b.rb.next() // before the batch is the producer's
-	}
+	next := b.rb.next() // before the batch is the producer's
 	if err := send(ctx, b.out, b.rb); err != nil {
 		return err
 	}

@@ -399,7 +399,6 @@ func (s *session) wire() {
 	s.walCh = make(chan *walBatch, chanCap)
 	s.changeCh = make(chan *changeBatch, chanCap)
 	s.recordCh = make(chan *recordBatch, chanCap)
-	free := make(chan *recordBatch, freeRecordBatches) // producer to serializer (recordBatch.empty)
 	s.reader = &readerStage{src: s.src, committed: &r.committed, lowMarksAwaited: &lowMarksAwaited, log: r.log.With("stage", "reader")}
 	s.decoder = &decoderStage{dec: pgsrc.NewDecoder()}
 	log := r.log.With("stage", "serializer")
@@ -414,7 +413,6 @@ func (s *session) wire() {
 		resumed:  resumePoint{s.resumed},
 		log:      log,
 		rows:     rowEncoder{limit: limit, tombstones: cfg.Format.TombstonesOn(), txm: s.txm},
-		free:     free,
 	}
 	s.serializer.dblog.purger, s.serializer.dblog.tombstones = s.purger, cfg.Format.TombstonesOn()
 	s.serializer.codecs.addDropped(s.dropped)
@@ -425,7 +423,7 @@ func (s *session) wire() {
 		client: s.client, committed: &r.committed, lastCommitted: s.start,
 		offsetsTopic: cfg.Kafka.OffsetsTopic, name: cfg.Name,
 		window: cfg.Kafka.TransactionWindow, maxRecords: cfg.Kafka.MaxTransactionRecords,
-		log: r.log.With("stage", "producer"), metrics: r.metrics, refused: r.refused, free: free,
+		log: r.log.With("stage", "producer"), metrics: r.metrics, refused: r.refused,
 	}
 }
 
