@@ -142,11 +142,6 @@ func (s *Scanner) ScanChunk(ctx context.Context, t *Table, o *KeyOrder, after, u
 	if err := s.checkOrder(t, o); err != nil {
 		return 0, err
 	}
-	return s.scan(ctx, s.chunkSQL(t, o, after, upTo), t.Ref(), "reading a chunk of", false, binary, func(_ []byte, row []Value) error { return fn(row) })
-}
-
-// chunkSQL is the query of ScanChunk; it sets s.params to its parameters.
-func (s *Scanner) chunkSQL(t *Table, o *KeyOrder, after, upTo [][]byte) string {
 	var sql strings.Builder
 	fmt.Fprintf(&sql, "SELECT %s FROM %s", strings.Join(o.selects, ", "), t.Ref().Quoted())
 	s.params = s.params[:0]
@@ -161,7 +156,7 @@ func (s *Scanner) chunkSQL(t *Table, o *KeyOrder, after, upTo [][]byte) string {
 	}
 	writeWhere(&sql, t, where)
 	sql.WriteString(" ORDER BY " + o.OrderBy())
-	return sql.String()
+	return s.scan(ctx, sql.String(), t.Ref(), "reading a chunk of", false, binary, func(_ []byte, row []Value) error { return fn(row) })
 }
 
 // ScanCTID reads a table without a key: it calls fn with at most n rows
@@ -241,42 +236,24 @@ func (s *Scanner) ScanCTID(ctx context.Context, t *Table, after string, n int, b
 // asks for the i-th column (after the ctid) in its type's binary send
 // format (a ValueBinary); nil, every column in text.
 func (s *Scanner) scan(ctx context.Context, sql string, table TableRef, op string, withCTID bool, binary []bool, fn func(ctid []byte, row []Value) error) (int, error) {
-	rr := s.conn.PgConn().ExecParams(ctx, sql, s.params, nil, nil, s.resultFormats(withCTID, binary))
-	rows, fnErr := s.readRows(rr, withCTID, binary, fn)
-	_, err := rr.Close()
-	if fnErr != nil {
-		return rows, fnErr
-	}
-	if err != nil {
-		return rows, s.scanError(op, table, err)
-	}
-	return rows, nil
-}
-
-// resultFormats are the result formats of a read of binary columns
-// (see scan), nil when every column is in text.
-func (s *Scanner) resultFormats(withCTID bool, binary []bool) []int16 {
-	if !slices.Contains(binary, true) {
-		return nil
-	}
-	formats := s.formats[:0]
-	if withCTID {
-		formats = append(formats, pgx.TextFormatCode)
-	}
-	for _, b := range binary {
-		if b {
-			formats = append(formats, pgx.BinaryFormatCode)
-		} else {
+	var formats []int16
+	if slices.Contains(binary, true) {
+		formats = s.formats[:0]
+		if withCTID {
 			formats = append(formats, pgx.TextFormatCode)
 		}
+		for _, b := range binary {
+			if b {
+				formats = append(formats, pgx.BinaryFormatCode)
+			} else {
+				formats = append(formats, pgx.TextFormatCode)
+			}
+		}
+		s.formats = formats
 	}
-	s.formats = formats
-	return formats
-}
-
-// readRows calls fn with each row of rr (see scan) until fn fails, and
-// returns how many rows it read and fn's error. The caller closes rr.
-func (s *Scanner) readRows(rr *pgconn.ResultReader, withCTID bool, binary []bool, fn func(ctid []byte, row []Value) error) (rows int, fnErr error) {
+	rr := s.conn.PgConn().ExecParams(ctx, sql, s.params, nil, nil, formats)
+	rows := 0
+	var fnErr error
 	for fnErr == nil && rr.NextRow() {
 		vals := rr.Values()
 		var ctid []byte
@@ -297,7 +274,14 @@ func (s *Scanner) readRows(rr *pgconn.ResultReader, withCTID bool, binary []bool
 		rows++
 		fnErr = fn(ctid, s.row)
 	}
-	return rows, fnErr
+	_, err := rr.Close()
+	if fnErr != nil {
+		return rows, fnErr
+	}
+	if err != nil {
+		return rows, s.scanError(op, table, err)
+	}
+	return rows, nil
 }
 
 func (s *Scanner) checkOrder(t *Table, o *KeyOrder) error {

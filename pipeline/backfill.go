@@ -360,6 +360,9 @@ func (s *backfillStage) open(ctx, soft context.Context, plan *chunkPlan) (chunkO
 // and writes the high watermark.
 func (t *tableReader) read(ctx context.Context, plan *chunkPlan, o chunkOpening) (*chunkResult, error) {
 	tc := o.tc
+	if err := t.sc.BeginConsistent(ctx, o.delivered); err != nil {
+		return nil, err
+	}
 	rows := plan.limit
 	res := &chunkResult{more: plan.full}
 	res.chunkBuffers, t.spare = t.spare.reuse(t.chunkBytes, rows), chunkBuffers{}
@@ -372,23 +375,18 @@ func (t *tableReader) read(ctx context.Context, plan *chunkPlan, o chunkOpening)
 		return nil
 	}
 	if t.job.order != nil {
-		// One round trip: the snapshot's opening and check, the read and
-		// the commit.
-		if _, err := t.sc.ScanChunkConsistent(ctx, o.delivered, t.job.info, t.job.order, plan.after, plan.end, t.binary, collect); err != nil {
+		if _, err := t.sc.ScanChunk(ctx, t.job.info, t.job.order, plan.after, plan.end, t.binary, collect); err != nil {
 			return nil, err
 		}
 	} else {
-		if err := t.sc.BeginConsistent(ctx, o.delivered); err != nil {
-			return nil, err
-		}
 		last, n, err := t.sc.ScanCTID(ctx, t.job.info, plan.ctid, rows, t.binary, func(_ string, row []pgsrc.Value) error { return collect(row) })
 		if err != nil {
 			return nil, err
 		}
 		res.lastTID, res.more = last, n == rows
-		if err := t.sc.End(ctx); err != nil {
-			return nil, err
-		}
+	}
+	if err := t.sc.End(ctx); err != nil {
+		return nil, err
 	}
 	if n := len(res.rows); n > 0 {
 		avg := max(1, len(res.slab)/n)
