@@ -119,12 +119,17 @@ type tableReader struct {
 	binary []bool
 	// chunkRows is how many rows the next chunk may hold so that its
 	// values stay within maxChunkBytes, from the last chunk's average row
-	// (0: no chunk read yet in this session); chunkBytes sizes its slab.
-	chunkRows, chunkBytes int
+	// (0: no chunk read yet in this session); chunkBytes sizes its slab,
+	// encBytes its records' keys and values.
+	chunkRows, chunkBytes, encBytes int
 	// emitting is the last chunk read, which the serializer may still be
-	// emitting.
-	emitting *chunkPlan
-	lastLog  time.Time
+	// emitting, and emittingRes what was read of it.
+	emitting    *chunkPlan
+	emittingRes *chunkResult
+	// spare holds the buffers of the last chunk emitted, which the next
+	// read reuses (chunkBuffers).
+	spare   chunkBuffers
+	lastLog time.Time
 }
 
 // openedChunk is a chunk whose window is open, with the codec of its rows
@@ -182,7 +187,7 @@ func (t *tableReader) run(ctx, soft context.Context) error {
 		if err := t.waitEmitted(ctx); err != nil {
 			return err
 		}
-		t.emitting = cur.plan
+		t.emitting, t.emittingRes = cur.plan, res
 		t.progress(len(res.rows))
 		switch {
 		case next != nil:
@@ -244,14 +249,16 @@ func (t *tableReader) progress(rows int) {
 	t.s.log.Info("backfill progress", "table", t.job.info.Ref().String(), "rows", v.Before+v.Rows, "percent", percent(v), "eta", eta(v))
 }
 
-// waitEmitted waits until the serializer has emitted the last chunk read.
+// waitEmitted waits until the serializer has emitted the last chunk read,
+// and keeps its buffers for the next read.
 func (t *tableReader) waitEmitted(ctx context.Context) error {
 	if t.emitting == nil {
 		return nil
 	}
 	select {
 	case <-t.emitting.emitted:
-		t.emitting = nil
+		t.spare = t.emittingRes.reusable()
+		t.emitting, t.emittingRes = nil, nil
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
@@ -357,19 +364,14 @@ func (t *tableReader) read(ctx context.Context, plan *chunkPlan, o chunkOpening)
 		return nil, err
 	}
 	rows := plan.limit
-	res := &chunkResult{more: plan.full, slab: make([]byte, 0, t.chunkBytes), rows: make([][]pgsrc.Value, 0, rows)}
-	var arena []pgsrc.Value // the rows' values, allocated in blocks
-	enc := newChunkEncoder(res, tc, t.s.limit, t.chunkBytes, rows)
+	res := &chunkResult{more: plan.full}
+	res.chunkBuffers, t.spare = t.spare.reuse(t.chunkBytes, rows), chunkBuffers{}
+	enc := newChunkEncoder(res, tc, t.s.limit, t.encBytes, rows)
 	collect := func(row []pgsrc.Value) error {
 		if err := enc.add(row); err != nil {
 			return err
 		}
-		if cap(arena)-len(arena) < len(row) {
-			arena = make([]pgsrc.Value, 0, max(len(row), arenaValues))
-		}
-		n := len(arena)
-		arena = arena[:n+len(row)]
-		res.rows = append(res.rows, res.keep(arena[n:n+len(row):n+len(row)], row))
+		res.rows = append(res.rows, res.keep(res.values(len(row)), row))
 		return nil
 	}
 	if t.job.order != nil {
@@ -390,6 +392,7 @@ func (t *tableReader) read(ctx context.Context, plan *chunkPlan, o chunkOpening)
 		avg := max(1, len(res.slab)/n)
 		t.chunkRows = max(1, maxChunkBytes/avg)
 		t.chunkBytes = t.nextChunkRows() * avg * 9 / 8
+		t.encBytes = t.nextChunkRows() * max(1, len(res.enc)/n) * 9 / 8
 	}
 	plan.result <- res // capacity 1, sent once
 	return res, t.s.watermark(ctx, highMark+plan.id)
@@ -440,12 +443,17 @@ type chunkEncoder struct {
 	after []schema.Datum
 }
 
-func newChunkEncoder(res *chunkResult, tc *tableCodec, limit *oversize, chunkBytes, chunkSize int) *chunkEncoder {
+// newChunkEncoder encodes into res, whose enc it makes encBytes large (0:
+// unknown, from the row count and an estimate).
+func newChunkEncoder(res *chunkResult, tc *tableCodec, limit *oversize, encBytes, chunkSize int) *chunkEncoder {
 	e := &chunkEncoder{res: res, tc: tc, limit: limit, ev: schema.Event{Op: schema.OpRead, TxID: -1, LSN: -1, Snapshot: "true"}}
 	e.ev.NowMs = time.Now().UnixMilli()
 	e.ev.TsMs = e.ev.NowMs
-	res.recs = make([]kgo.Record, 0, chunkSize)
-	res.enc = make([]byte, 0, chunkBytes+chunkSize*encodedRowOverhead(tc))
+	if encBytes == 0 {
+		encBytes = chunkSize * encodedRowOverhead(tc)
+	}
+	res.recs = slices.Grow(res.recs[:0], chunkSize)
+	res.enc = make([]byte, 0, encBytes)
 	return e
 }
 

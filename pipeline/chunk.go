@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -77,11 +78,12 @@ type chunkOpening struct {
 
 // chunkResult is a chunk as read, from the backfill stage to the
 // serializer: the rows and their records (recs[i] is rows[i]'s, with a
-// nil Value for a row its type cannot represent).
+// nil Value for a row its type cannot represent). Once the serializer has
+// closed the plan's emitted, the backfill stage reuses its chunkBuffers
+// (not enc nor hdrs, which the records it copied alias until Kafka has
+// them).
 type chunkResult struct {
-	rows [][]pgsrc.Value // values alias slab
-	slab []byte
-	recs []kgo.Record // keys, values and header values alias enc
+	chunkBuffers
 	enc  []byte
 	hdrs []kgo.RecordHeader // the records' headers (kafka.headers)
 	// more: chunks follow this one (a keyless table's chunk that read its
@@ -89,6 +91,52 @@ type chunkResult struct {
 	more bool
 	// lastTID is the ctid of a keyless table's last row read.
 	lastTID string
+}
+
+// chunkBuffers are the buffers of a chunk's rows that a table's reader
+// reuses from one chunk to the next, so that a backfill does not make a
+// chunk's worth of fresh memory for each chunk: the rows' text, their
+// values in blocks, and the array of their records.
+type chunkBuffers struct {
+	rows   [][]pgsrc.Value // values alias slab
+	slab   []byte
+	recs   []kgo.Record // keys, values and header values alias enc
+	blocks [][]pgsrc.Value
+	// block is the values' block being filled, blocks[used-1].
+	block []pgsrc.Value
+	used  int
+}
+
+// values returns n values of the current block, or of the next one.
+func (b *chunkBuffers) values(n int) []pgsrc.Value {
+	if cap(b.block)-len(b.block) < n {
+		if b.used < len(b.blocks) && cap(b.blocks[b.used]) >= n {
+			b.block = b.blocks[b.used][:0]
+		} else {
+			b.block = make([]pgsrc.Value, 0, max(n, arenaValues))
+			b.blocks = append(b.blocks[:b.used], b.block)
+		}
+		b.used++
+	}
+	m := len(b.block)
+	b.block = b.block[:m+n]
+	return b.block[m : m+n : m+n]
+}
+
+// reusable returns the buffers of an emitted chunk's result, emptied: its
+// records are cleared, so that they no longer hold its encoded keys and
+// values.
+func (b *chunkBuffers) reusable() chunkBuffers {
+	clear(b.recs)
+	return chunkBuffers{rows: b.rows[:0], slab: b.slab[:0], recs: b.recs[:0], blocks: b.blocks}
+}
+
+// reuse returns b, its slab grown to hold slabBytes and its rows n.
+func (b chunkBuffers) reuse(slabBytes, n int) chunkBuffers {
+	b.slab = slices.Grow(b.slab[:0], slabBytes)
+	b.rows = slices.Grow(b.rows[:0], n)
+	b.block, b.used = nil, 0
+	return b
 }
 
 // windowGate keeps a Kafka transaction from being held open for ever by

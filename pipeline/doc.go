@@ -59,7 +59,9 @@
 // it reads are given back once their change is encoded. A backfill chunk
 // holds its rows twice (text and encoded) until it is emitted, at most
 // maxChunkBytes (4 MiB) of text after a table's first chunk of
-// firstChunkRows (8), two chunks per table being read.
+// firstChunkRows (8), two chunks per table being read; a table's reader
+// reuses the buffers of the chunk emitted last for the next one
+// (chunkBuffers).
 //
 // # Exactly once
 //

@@ -121,7 +121,9 @@ FROM generate_series($1::bigint, $2::bigint) AS g`
 // It prints a table and reports every figure with b.ReportMetric; ns/op is
 // pgkafka's backfill and catch-up. The CPU times it prints (pgkafka, the
 // broker's process, this process: the consumers and the raw producer) tell
-// where the time goes on a shared machine. Run it with -benchtime 1x:
+// where the time goes on a shared machine; BENCH_PPROF=<dir> also saves
+// pgkafka's CPU and allocation profiles of the backfill and the catch-up
+// (rssChild.profile). Run it with -benchtime 1x:
 //
 //	BENCH_SYNCHRONOUS_COMMIT=on go test -run '^$' -bench BenchmarkDeployment -benchtime 1x -timeout 60m ./cmd/pgkafka/
 func BenchmarkDeployment(b *testing.B) {
@@ -161,8 +163,10 @@ func BenchmarkDeployment(b *testing.B) {
 	cpu0 := cpu.read(0)
 	b.StartTimer()
 	child := startRSSChild(b, cfg)
+	profiled := child.profile(b, "backfill")
 	firstAt, last, err := cons.readUntil(backfillRows, deployPhaseTimeout, child, func(r *kgo.Record, _ time.Time) { slab.add(r) })
 	b.StopTimer()
+	profiled()
 	if err != nil {
 		b.Fatalf("backfill: %v", err)
 	}
@@ -208,8 +212,10 @@ func BenchmarkDeployment(b *testing.B) {
 	cpu0 = cpu.read(0)
 	b.StartTimer()
 	child = startRSSChild(b, cfg)
+	profiled = child.profile(b, "catchup")
 	firstAt, last, err = cons.readUntil(backfillRows+rows, deployPhaseTimeout, child, nil)
 	b.StopTimer()
+	profiled()
 	if err != nil {
 		b.Fatalf("catch-up: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -224,9 +225,10 @@ schemaRegistry:
   url: %s
 metrics:
   address: 127.0.0.1:0
+  pprof: %t
 `, name, db.Cluster().Address(), db.Name, pgtest.Superuser, db.Cluster().SuperuserPassword(),
 		strings.ReplaceAll(name, "-", "_")+"_slot", namespace, stream,
-		strings.Join(brokers, ", "), registryURL)
+		strings.Join(brokers, ", "), registryURL, os.Getenv("BENCH_PPROF") != "")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -296,6 +298,60 @@ func (c *rssChild) waitLog(b *testing.B, marker string, timeout time.Duration) {
 		if time.Now().After(deadline) {
 			b.Fatalf("no %s after %s:\n%s", marker, timeout, c.logs)
 		}
+	}
+}
+
+// profile, when BENCH_PPROF names a directory, starts taking a CPU profile
+// of the child for BENCH_PPROF_SECONDS (default 3) into
+// BENCH_PPROF/<name>.pprof (the child serves metrics.pprof then) and, with
+// BENCH_PERF set too, a system-wide `perf record -g` over the same seconds
+// into <name>.perf.data (PostgreSQL's and the kernel's share). The returned
+// func waits for them, then saves the child's allocations so far into
+// <name>.allocs.pprof.
+func (c *rssChild) profile(b *testing.B, name string) (wait func()) {
+	b.Helper()
+	dir := os.Getenv("BENCH_PPROF")
+	if dir == "" {
+		return func() {}
+	}
+	seconds := orDefault(os.Getenv("BENCH_PPROF_SECONDS"), "3")
+	var perf *exec.Cmd
+	if os.Getenv("BENCH_PERF") != "" {
+		perf = exec.Command("perf", "record", "-a", "-g", "-o", filepath.Join(dir, name+".perf.data"), "--", "sleep", seconds)
+		if err := perf.Start(); err != nil {
+			b.Fatalf("starting perf: %v", err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.savePprof(b, "profile?seconds="+seconds, filepath.Join(dir, name+".pprof"))
+		if perf != nil {
+			if err := perf.Wait(); err != nil {
+				b.Errorf("perf: %v", err)
+			}
+		}
+	}()
+	return func() {
+		<-done
+		c.savePprof(b, "allocs", filepath.Join(dir, name+".allocs.pprof"))
+	}
+}
+
+// savePprof saves the child's /debug/pprof/<what> into path.
+func (c *rssChild) savePprof(b *testing.B, what, path string) {
+	resp, err := http.Get("http://" + c.metrics + "/debug/pprof/" + what)
+	if err != nil {
+		b.Errorf("profiling pgkafka: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, body, 0o644)
+	}
+	if err != nil {
+		b.Errorf("profiling pgkafka: %v", err)
 	}
 }
 
