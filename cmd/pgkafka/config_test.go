@@ -115,6 +115,24 @@ func TestConfigNeedsFile(t *testing.T) {
 	}
 }
 
+// TestRepairFlagsPlaced: the repair flags belong to verify --repair.
+func TestRepairFlagsPlaced(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--repair"}, "--repair is a flag of pgkafka verify"},
+		{[]string{"verify", "--repair-keys", "5"}, "--repair-keys is a flag of pgkafka verify --repair"},
+		{[]string{"verify", "--repair-wait", "1m"}, "--repair-wait is a flag of pgkafka verify --repair"},
+		{[]string{"verify", "--repair", "--repair-keys", "0", "-c", "x.yaml"}, "--repair-keys 0: want at least 1"},
+		{[]string{"verify", "--repair", "--repair-wait", "soon", "-c", "x.yaml"}, `--repair-wait "soon": want a positive duration`},
+	} {
+		if code, out := pgkafka(t, tc.args...); code != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, want 2 and %q:\n%s", tc.args, code, tc.want, out)
+		}
+	}
+}
+
 func TestConfigLayers(t *testing.T) {
 	path := writeConfig(t, strings.Replace(validConfig, "  password: "+secret+"\n", "", 1))
 	environ := []string{

@@ -124,6 +124,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgkafka %s: --where is a flag of pgkafka backfill\n", cmd)
 		return 2
 	}
+	var misplaced string
+	fs.Visit(func(f *flag.Flag) {
+		switch {
+		case f.Name == "repair" && cmd != "verify":
+			misplaced = "--repair is a flag of pgkafka verify"
+		case (f.Name == "repair-wait" || f.Name == "repair-keys") && (cmd != "verify" || !vf.repair):
+			misplaced = "--" + f.Name + " is a flag of pgkafka verify --repair"
+		}
+	})
+	if misplaced != "" {
+		fmt.Fprintf(stderr, "pgkafka %s: %s\n", cmd, misplaced)
+		return 2
+	}
+	var vopts pipeline.VerifyOptions
+	if cmd == "verify" {
+		var err error
+		if vopts, err = vf.options(); err == nil {
+			err = vf.parseRepair()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "pgkafka verify: %v\n", err)
+			return 2
+		}
+	}
 	if fs.NArg() > 0 && cmd != "backfill" && cmd != "verify" {
 		fmt.Fprintf(stderr, "pgkafka %s: unexpected argument %q\n", cmd, fs.Arg(0))
 		return 2
@@ -182,15 +206,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "backfill":
 		return exit(log, runBackfill(ctx, cfg, fs.Args(), where, stdout))
 	case "verify":
-		opts, err := vf.options()
-		if err == nil {
-			err = vf.parseRepair()
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "pgkafka verify: %v\n", err)
-			return 2
-		}
-		return runVerify(ctx, cfg, fs.Args(), vf, opts, ui, stdout, log)
+		return runVerify(ctx, cfg, fs.Args(), vf, vopts, ui, stdout, log)
 	default:
 		return exit(log, runCheck(ctx, cfg, stdout))
 	}
