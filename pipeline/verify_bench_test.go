@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -11,15 +12,10 @@ import (
 	"github.com/pgkafka/pgkafka/pipeline"
 )
 
-// BenchmarkVerify backfills a table of BENCH_VERIFY_ROWS rows (1M by
-// default), stops the capture, and times pgkafka verify of it: the topic
-// folded into its compacted state, the table read in key order and each
-// row hashed and looked up. The figure is in README, "Verify".
-func BenchmarkVerify(b *testing.B) {
-	rows := benchEnvRows(b, "BENCH_VERIFY_ROWS", benchBackfillDefaultRows)
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
-	b.StopTimer()
+// benchBackfilled loads the benchmark table with rows rows and backfills
+// it with a capture that runs until stop.
+func benchBackfilled(ctx context.Context, b *testing.B, rows int) (pipeline.Config, *slog.Logger, func()) {
+	b.Helper()
 	env := benchSetup(b)
 	db, log, cfg := env.db, env.log, env.cfg
 	cfg.SetDefaults()
@@ -41,10 +37,25 @@ func BenchmarkVerify(b *testing.B) {
 	case <-time.After(benchPhaseTimeout):
 		b.Fatalf("backfill of %d rows not finished within %s", rows, benchPhaseTimeout)
 	}
-	r.Stop()
-	if err := <-done; err != nil {
-		b.Fatal(err)
+	return cfg, log, func() {
+		r.Stop()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
 	}
+}
+
+// BenchmarkVerify backfills a table of BENCH_VERIFY_ROWS rows (1M by
+// default), stops the capture, and times pgkafka verify of it: the topic
+// folded into its compacted state, the table read in key order and each
+// row hashed and looked up. The figure is in README, "Verify".
+func BenchmarkVerify(b *testing.B) {
+	rows := benchEnvRows(b, "BENCH_VERIFY_ROWS", benchBackfillDefaultRows)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	b.StopTimer()
+	cfg, log, stop := benchBackfilled(ctx, b, rows)
+	stop()
 	b.ResetTimer()
 	for range b.N {
 		b.StartTimer()
@@ -76,33 +87,8 @@ func BenchmarkRepair(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	b.StopTimer()
-	env := benchSetup(b)
-	db, log, cfg := env.db, env.log, env.cfg
-	cfg.SetDefaults()
-	db.Exec(b, benchTable)
-	for first := 1; first <= rows; first += benchBackfillLoadRows {
-		db.Exec(b, benchInsert, first, min(first+benchBackfillLoadRows-1, rows))
-	}
-	db.Exec(b, "VACUUM (ANALYZE) bench")
-	r, err := pipeline.NewRunner(cfg, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		r.Stop()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	select {
-	case <-r.Backfilled():
-	case err := <-done:
-		b.Fatalf("pipeline ended before the backfill finished: %v", err)
-	case <-time.After(benchPhaseTimeout):
-		b.Fatalf("backfill of %d rows not finished within %s", rows, benchPhaseTimeout)
-	}
+	cfg, log, stop := benchBackfilled(ctx, b, rows)
+	defer stop()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ConsumeTopics(cfg.TopicFor(pgsrc.TableRef{Schema: "public", Name: "bench"})),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
